@@ -1,0 +1,116 @@
+//! The training configuration: the paper's recipe in one place.
+//!
+//! [`TrainingConfig`] nests the model, data, optimizer and learning-rate
+//! schedule configurations. Its defaults are the CIFAR recipe of the paper
+//! (Section 4, "Implementation details"): a 110-layer ResNet with linear decay
+//! to `p_L = 0.5`, SGD with Nesterov momentum 0.9 and dampening 0, weight
+//! decay 1e-4, mini-batches of 128, 500 epochs, learning rate 0.1 divided by
+//! 10 at epochs 250 and 375, and 45,000 / 5,000 training / validation images.
+//! Nothing else in the workspace repeats these numbers.
+
+use burn::config::Config;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::SgdConfig;
+use sd_data::DatasetConfig;
+use sd_model::CifarResNetConfig;
+
+/// What the optimizer does to the parameters of a block whose gate was closed.
+///
+/// A closed block has no gradient in that step. Burn's optimizers leave such a
+/// parameter untouched; the paper's Torch code, whose optimizer updates every
+/// parameter with a zero gradient, still applied weight decay and the momentum
+/// of earlier steps to it.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum DroppedBlockUpdate {
+    /// As in the paper's code: a zero gradient, so weight decay and momentum still apply.
+    DecayAndMomentum,
+    /// Burn's behaviour: a parameter without a gradient is not updated at all.
+    Skip,
+}
+
+/// SGD as the paper uses it.
+#[derive(Config, Debug)]
+pub struct OptimizerConfig {
+    /// Initial learning rate. Default: 0.1.
+    #[config(default = 0.1)]
+    pub lr: f64,
+    /// Momentum. Default: 0.9.
+    #[config(default = 0.9)]
+    pub momentum: f64,
+    /// Momentum dampening. Default: 0 (Burn's own default is 0.1).
+    #[config(default = 0.0)]
+    pub dampening: f64,
+    /// Nesterov momentum. Default: true.
+    #[config(default = true)]
+    pub nesterov: bool,
+    /// L2 weight decay on every parameter. Default: 1e-4.
+    #[config(default = 1e-4)]
+    pub weight_decay: f64,
+    /// Update of the parameters of dropped blocks. Default: as in the paper's code.
+    #[config(default = "DroppedBlockUpdate::DecayAndMomentum")]
+    pub dropped_blocks: DroppedBlockUpdate,
+}
+
+impl OptimizerConfig {
+    /// Burn's SGD with these settings.
+    pub fn sgd(&self) -> SgdConfig {
+        let momentum = MomentumConfig::new()
+            .with_momentum(self.momentum)
+            .with_dampening(self.dampening)
+            .with_nesterov(self.nesterov);
+        SgdConfig::new()
+            .with_momentum(Some(momentum))
+            .with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay)))
+    }
+}
+
+/// Learning rate divided by `gamma` at epoch milestones.
+#[derive(Config, Debug)]
+pub struct LrScheduleConfig {
+    /// Epochs after which the rate is multiplied by `gamma`. `None`: 50% and
+    /// 75% of the epochs (250 and 375 of 500, as in the paper).
+    pub milestones: Option<Vec<usize>>,
+    /// The factor at each milestone. Default: 0.1.
+    #[config(default = 0.1)]
+    pub gamma: f64,
+}
+
+impl LrScheduleConfig {
+    /// The milestones for a run of `epochs` epochs.
+    pub fn milestones_for(&self, epochs: usize) -> Vec<usize> {
+        match &self.milestones {
+            Some(m) => m.clone(),
+            None => vec![epochs / 2, epochs * 3 / 4],
+        }
+    }
+}
+
+/// Everything a training run needs; saved as `config.json` in the run folder.
+#[derive(Config, Debug)]
+pub struct TrainingConfig {
+    /// The network.
+    #[config(default = "CifarResNetConfig::new()")]
+    pub model: CifarResNetConfig,
+    /// The data.
+    pub data: DatasetConfig,
+    /// The optimizer.
+    #[config(default = "OptimizerConfig::new()")]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[config(default = "LrScheduleConfig::new()")]
+    pub schedule: LrScheduleConfig,
+    /// Epochs. Default: 500.
+    #[config(default = 500)]
+    pub epochs: usize,
+    /// Mini-batch size. Default: 128.
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Seed of the weights, the data order, the augmentation and the gates. Default: 1.
+    #[config(default = 1)]
+    pub seed: u64,
+    /// Evaluate the test set after every epoch (for the test-error curves of
+    /// the paper's Figure 3). Default: true.
+    #[config(default = true)]
+    pub test_every_epoch: bool,
+}

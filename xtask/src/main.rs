@@ -1,0 +1,52 @@
+//! The project's command line, run as `cargo xtask <command>`.
+//!
+//! - `train`: train a stochastic-depth ResNet (the paper's recipe by default).
+//! - `eval`: the test error of a run's best-validation checkpoint.
+//! - `bench`: forward+backward time of a ResNet step, all gates open vs the paper's schedule.
+//! - `devices`: what each backend sees.
+//!
+//! The alias in `.cargo/config.toml` builds in release mode: training in a
+//! debug build is unusably slow.
+
+mod bench;
+mod devices;
+mod eval;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Deep networks with stochastic depth, on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a stochastic-depth ResNet.
+    Train(train::TrainArgs),
+    /// Evaluate a run's best-validation checkpoint on the test set.
+    Eval(eval::EvalArgs),
+    /// Time training steps of a ResNet.
+    Bench(bench::BenchArgs),
+    /// List the devices each backend sees.
+    Devices,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Devices => devices::run(),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
