@@ -59,7 +59,7 @@ fn step(
         .val()
         .grad(&grads)
         .expect("the stem always has a gradient");
-    let _ = g.sum().into_scalar();
+    let _ = g.sum().into_scalar::<f32>();
     start.elapsed().as_secs_f64()
 }
 

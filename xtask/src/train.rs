@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use sd_data::{DatasetConfig, DatasetKind};
 use sd_model::{Granularity, Scaling, SurvivalRule};
 use sd_train::train::{RunOptions, train, validate};
 use sd_train::{Backend, TrainingConfig};
@@ -144,9 +145,7 @@ fn survival_rule(
 /// The config these flags describe.
 pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     let dataset = args.dataset.as_deref().unwrap_or("cifar10");
-    let data = sd_data::DatasetConfig::parse_kind(dataset)
-        .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
-    let mut config = TrainingConfig::new(data);
+    let mut config = TrainingConfig::new(DatasetConfig::new(data_kind(dataset)?));
     if let Some(file) = &args.config {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the config file {}", file.display()))?;
@@ -158,7 +157,7 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
             .with_context(|| format!("{} is not a training config", file.display()))?;
     }
     if args.dataset.is_some() {
-        config.data.kind = data_kind_of(dataset)?;
+        config.data.kind = data_kind(dataset)?;
     }
     if let Some(path) = &args.data {
         config.data.path = Some(path.clone());
@@ -212,15 +211,18 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
         config.data.max_eval = args.max_eval;
     }
     config.data.seed = config.seed;
-    config.model.num_classes = config.data.kind.num_classes();
     validate(&config)?;
     Ok(config)
 }
 
-fn data_kind_of(name: &str) -> anyhow::Result<sd_data::DatasetKind> {
-    Ok(sd_data::DatasetConfig::parse_kind(name)
-        .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?
-        .kind)
+fn data_kind(name: &str) -> anyhow::Result<DatasetKind> {
+    Ok(match name {
+        "cifar10" => DatasetKind::Cifar10,
+        "cifar100" => DatasetKind::Cifar100,
+        "svhn" => DatasetKind::Svhn,
+        "folder" => DatasetKind::Folder,
+        other => bail!("--dataset {other}: expected cifar10, cifar100, svhn or folder"),
+    })
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {

@@ -94,17 +94,14 @@ pub fn extract(archive: &Path, target: &Path) -> Result<usize, DataError> {
             Kind::File => {
                 let parent = dest.parent().unwrap_or(&root).to_path_buf();
                 create_inside(&root, &parent, archive, path)?;
-                if let Ok(meta) = fs::symlink_metadata(&dest) {
-                    if meta.file_type().is_symlink() || meta.is_dir() {
-                        return Err(DataError::UnsafeEntry {
-                            archive: archive.to_path_buf(),
-                            member: path.to_string(),
-                            problem: format!(
-                                "{} already exists as a link or folder",
-                                dest.display()
-                            ),
-                        });
-                    }
+                if let Ok(meta) = fs::symlink_metadata(&dest)
+                    && (meta.file_type().is_symlink() || meta.is_dir())
+                {
+                    return Err(DataError::UnsafeEntry {
+                        archive: archive.to_path_buf(),
+                        member: path.to_string(),
+                        problem: format!("{} already exists as a link or folder", dest.display()),
+                    });
                 }
                 let data = read_entry(archive, path, entry)?;
                 written.push(dest.clone());

@@ -265,19 +265,20 @@ pub fn read(path: &Path, key: &CacheKey) -> Result<DecodedSet, DataError> {
         let name = input.string(64).map_err(truncated)?;
         let n = input.u64().map_err(truncated)?;
         let classes = input.u32().map_err(truncated)?;
-        if u64::from(classes) > input.left {
-            return Err(bad(format!("{classes} classes cannot fit")));
+        if classes > u32::from(u16::MAX) + 1 || u64::from(classes) > input.left {
+            return Err(bad(format!("part {name:?}: {classes} classes")));
         }
         let mut names = Vec::with_capacity(classes as usize);
         for _ in 0..classes {
             names.push(input.string(4096).map_err(truncated)?);
         }
-        let bytes = n
+        let fits = n
             .checked_mul(IMAGE_BYTES as u64 + 2)
-            .filter(|&b| b <= input.left)
-            .ok_or_else(|| bad(format!("part {name:?}: {n} images cannot fit")))?;
-        let mut pixels =
-            vec![0u8; (bytes / (IMAGE_BYTES as u64 + 2) * IMAGE_BYTES as u64) as usize];
+            .is_some_and(|bytes| bytes <= input.left);
+        if !fits {
+            return Err(bad(format!("part {name:?}: {n} images cannot fit")));
+        }
+        let mut pixels = vec![0u8; n as usize * IMAGE_BYTES];
         input.read_exact(&mut pixels).map_err(truncated)?;
         let mut raw = vec![0u8; n as usize * 2];
         input.read_exact(&mut raw).map_err(truncated)?;

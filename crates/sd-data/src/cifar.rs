@@ -254,7 +254,7 @@ fn parse_records(
     classes: &[String],
 ) -> Result<ImageStore, DataError> {
     let row = layout.label_bytes + IMAGE_BYTES;
-    if bytes.is_empty() || bytes.len() % row != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(row) {
         return Err(DataError::format(
             file,
             format!(

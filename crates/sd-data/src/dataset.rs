@@ -60,6 +60,15 @@ impl DatasetKind {
     }
 }
 
+impl std::str::FromStr for DatasetKind {
+    type Err = DataError;
+
+    /// `cifar10`, `cifar100`, `svhn` or `folder`, in any case, with or without `-`/`_`.
+    fn from_str(name: &str) -> Result<Self, DataError> {
+        Ok(DatasetConfig::parse_kind(name)?.kind)
+    }
+}
+
 /// Which data set to load and how to split and normalise it.
 #[derive(Config, Debug)]
 pub struct DatasetConfig {
@@ -97,6 +106,35 @@ pub struct DatasetConfig {
     pub max_train: Option<usize>,
     /// Keep at most this many validation and this many test images (seeded subsets).
     pub max_eval: Option<usize>,
+}
+
+impl DatasetConfig {
+    /// The default config for a data set named on a command line: `cifar10`, `cifar100`,
+    /// `cifar100-coarse` (coarse labels), `svhn` or `folder`; case, `-` and `_` are ignored.
+    pub fn parse_kind(name: &str) -> Result<Self, DataError> {
+        let key: String = name
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .flat_map(char::to_lowercase)
+            .collect();
+        let config = match key.as_str() {
+            "cifar10" => Self::new(DatasetKind::Cifar10),
+            "cifar100" => Self::new(DatasetKind::Cifar100),
+            "cifar100coarse" => {
+                Self::new(DatasetKind::Cifar100).with_cifar100_labels(Cifar100Labels::Coarse)
+            }
+            "svhn" => Self::new(DatasetKind::Svhn),
+            "folder" => Self::new(DatasetKind::Folder),
+            _ => {
+                return Err(DataError::config(
+                    "kind",
+                    format!("{name:?}"),
+                    "expected cifar10, cifar100, cifar100-coarse, svhn or folder",
+                ));
+            }
+        };
+        Ok(config)
+    }
 }
 
 /// A loaded data set: the three parts, the class names and the normaliser fitted on `train`.
@@ -386,6 +424,20 @@ mod tests {
         assert_eq!(splits.test.len(), 20);
         assert_eq!(splits.classes[0], "0");
         assert_eq!(DatasetKind::Svhn.paper_augmentation(), Augmentation::None);
+    }
+
+    #[test]
+    fn data_set_names_parse() {
+        assert_eq!(
+            DatasetConfig::parse_kind("CIFAR-10").unwrap().kind,
+            DatasetKind::Cifar10
+        );
+        let coarse = DatasetConfig::parse_kind("cifar100_coarse").unwrap();
+        assert_eq!(coarse.kind, DatasetKind::Cifar100);
+        assert_eq!(coarse.cifar100_labels, Cifar100Labels::Coarse);
+        assert_eq!("svhn".parse::<DatasetKind>().unwrap(), DatasetKind::Svhn);
+        let err = "imagenet".parse::<DatasetKind>().unwrap_err();
+        assert!(err.to_string().contains("\"imagenet\""), "{err}");
     }
 
     #[test]

@@ -29,10 +29,18 @@ use crate::store::{DecodedSet, IMAGE_BYTES, IMAGE_SIDE, ImageStore};
 /// The split folders that are read.
 const SPLITS: [&str; 2] = ["train", "test"];
 
-/// Whether `name` has an image extension this reader decodes.
+/// Whether the last component of `name` has an image extension this reader decodes and is
+/// not hidden (a leading `.`, as macOS's `._name.jpg` resource files).
 pub fn is_image_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg")
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let lower = base.to_ascii_lowercase();
+    !base.starts_with('.')
+        && (lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg"))
+}
+
+/// Whether a folder name is hidden (`.git`, `.ipynb_checkpoints`): never a class.
+fn is_hidden(name: &str) -> bool {
+    name.starts_with('.')
 }
 
 /// Reads an image-folder data set from a folder or an archive at `path`.
@@ -73,11 +81,11 @@ fn read_dir(path: &Path) -> Result<DecodedSet, DataError> {
         }
         let mut classes = Split::new();
         for class_dir in sorted_entries(&split_dir)? {
-            if !class_dir.is_dir() {
+            let class = file_name(&class_dir);
+            if !class_dir.is_dir() || is_hidden(&class) {
                 log::debug!("{}: not a class folder, skipped", class_dir.display());
                 continue;
             }
-            let class = file_name(&class_dir);
             let mut images = Vec::new();
             for file in sorted_entries(&class_dir)? {
                 let name = file_name(&file);
@@ -134,7 +142,8 @@ fn file_name(path: &Path) -> String {
 fn read_archive(path: &Path) -> Result<DecodedSet, DataError> {
     let listing = archive::read_members(path, |p| {
         let parts: Vec<&str> = p.split('/').collect();
-        parts.len() >= 3 && SPLITS.contains(&parts[parts.len() - 3]) && is_image_name(p)
+        let n = parts.len();
+        n >= 3 && SPLITS.contains(&parts[n - 3]) && !is_hidden(parts[n - 2]) && is_image_name(p)
     })?;
     let mut prefix: Option<String> = None;
     let mut splits = [Split::new(), Split::new()];
@@ -176,6 +185,7 @@ fn read_archive(path: &Path) -> Result<DecodedSet, DataError> {
         for dir in &listing.dirs {
             if let Some(class) = dir.strip_prefix(&format!("{base}/"))
                 && !class.contains('/')
+                && !is_hidden(class)
                 && !splits[s].contains_key(class)
             {
                 return Err(DataError::EmptyClass {
@@ -203,6 +213,15 @@ fn read_archive(path: &Path) -> Result<DecodedSet, DataError> {
 /// Labels the splits by the sorted train classes and decodes them.
 fn assemble(root: &Path, train: Split, test: Split) -> Result<DecodedSet, DataError> {
     let classes: Vec<String> = train.keys().cloned().collect();
+    if classes.len() > usize::from(u16::MAX) + 1 {
+        return Err(DataError::format(
+            root.join("train"),
+            format!(
+                "{} class folders; at most 65536 are supported",
+                classes.len()
+            ),
+        ));
+    }
     let known: BTreeSet<&String> = classes.iter().collect();
     if let Some(extra) = test.keys().find(|c| !known.contains(c)) {
         return Err(DataError::format(
@@ -259,10 +278,10 @@ pub fn decode_all(jobs: Vec<ImageSource>) -> Result<Vec<u8>, DataError> {
                 scope.spawn(move || {
                     for (source, out) in sources.iter().zip(out.chunks_exact_mut(IMAGE_BYTES)) {
                         let result = match source {
-                            ImageSource::Bytes(path, bytes) => decode_image(bytes, path, out),
+                            ImageSource::Bytes(path, bytes) => guarded(bytes, path, out),
                             ImageSource::File(path) => fs::read(path)
                                 .map_err(|e| DataError::io(path, e))
-                                .and_then(|bytes| decode_image(&bytes, path, out)),
+                                .and_then(|bytes| guarded(&bytes, path, out)),
                         };
                         if let Err(err) = result {
                             return Some(err);
@@ -281,6 +300,18 @@ pub fn decode_all(jobs: Vec<ImageSource>) -> Result<Vec<u8>, DataError> {
         Some(err) => Err(err),
         None => Ok(pixels),
     }
+}
+
+/// [`decode_image`], with a panic inside the image decoder turned into an error for `path`
+/// (a malformed file must not take the process down).
+fn guarded(bytes: &[u8], path: &Path, out: &mut [u8]) -> Result<(), DataError> {
+    let run = std::panic::AssertUnwindSafe(|| decode_image(bytes, path, out));
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        Err(DataError::Image {
+            path: path.to_path_buf(),
+            problem: "the image decoder panicked on this file".into(),
+        })
+    })
 }
 
 /// Decodes one PNG or JPEG image of 32x32 pixels into 3072 CHW bytes.
@@ -448,6 +479,42 @@ mod tests {
 
         let err = read(&dir.path().join("absent")).unwrap_err();
         assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_jpeg_and_mixed_image_sizes_are_refused() {
+        let dir = TempDir::new("folder-jpeg");
+        let root = dir.path();
+        write_tree(root);
+        let jpeg = encode_image(&test_image(3), 32, ImageFormat::Jpeg);
+        // a JPEG cut after its headers: start-of-image and tables, no scan data
+        fs::write(root.join("train/cat/0002.jpg"), &jpeg[..jpeg.len() / 4]).unwrap();
+        let err = read(root).unwrap_err();
+        assert!(matches!(err, DataError::Image { .. }), "{err}");
+        assert!(err.to_string().contains("train/cat/0002.jpg"), "{err}");
+
+        // the same class holding 32x32 and 16x16 images
+        let small = encode_image(&vec![1u8; 3 * 16 * 16], 16, ImageFormat::Jpeg);
+        fs::write(root.join("train/cat/0002.jpg"), small).unwrap();
+        let err = read(root).unwrap_err();
+        assert!(
+            err.to_string().contains("image is 16x16, expected 32x32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hidden_files_and_folders_are_not_data() {
+        let dir = TempDir::new("folder-hidden");
+        let root = dir.path();
+        write_tree(root);
+        fs::write(root.join("train/cat/._0000.png"), b"resource fork").unwrap();
+        fs::create_dir_all(root.join("train/.ipynb_checkpoints")).unwrap();
+        let set = read(root).unwrap();
+        assert_eq!(set.train.classes(), &["ant", "cat", "dog"]);
+        assert_eq!(set.train.len(), 6);
+        assert!(!is_image_name("a/b/._x.jpg"));
+        assert!(is_image_name("a/b/x.JPEG"));
     }
 
     #[test]

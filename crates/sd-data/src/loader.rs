@@ -431,9 +431,8 @@ mod tests {
         let full = make();
         let mut epochs = Vec::new();
         for _ in 0..4 {
-            let mut iter = full.iter();
             let mut batches = Vec::new();
-            while let Some(batch) = iter.next() {
+            for batch in full.iter() {
                 let batch = batch.unwrap();
                 batches.push(batch.targets.into_data().try_to_vec_as::<i64>().unwrap());
             }
@@ -528,8 +527,7 @@ mod tests {
         assert_eq!((a.num_items(), b.num_items()), (10, 20));
         let mut joined = Vec::new();
         for part in [a, b] {
-            let mut iter = part.iter();
-            while let Some(batch) = iter.next() {
+            for batch in part.iter() {
                 joined.extend(
                     batch
                         .unwrap()

@@ -77,7 +77,7 @@ pub fn read_file(path: &Path) -> Result<ImageStore, DataError> {
             format!("X has MATLAB class {}, expected uint8 (9)", x.class),
         ));
     }
-    if y.len() != n || !y.dims.iter().any(|&d| d == n) {
+    if y.len() != n || !y.dims.contains(&n) {
         return Err(DataError::format(
             path,
             format!("y has dimensions {:?}, expected [{n}, 1]", y.dims),

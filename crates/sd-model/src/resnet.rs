@@ -115,7 +115,7 @@ impl CifarResNetConfig {
             survival,
             granularity: self.granularity,
         };
-        initialize(net)
+        net
     }
 
     fn block_options(&self, survival: f64) -> BlockOptions {
@@ -269,7 +269,7 @@ impl ImageNetResNetConfig {
             survival,
             granularity: self.granularity,
         };
-        initialize(net)
+        net
     }
 }
 
@@ -341,10 +341,12 @@ impl ImageNetResNet {
 
 /// Draws every lazily initialised weight now, in declaration order.
 ///
-/// Burn initialises parameters on first use. Forcing it at construction makes
-/// the weights a function of the device's seed at `init` time alone, whatever
-/// the program draws afterwards.
-fn initialize<M: Module>(module: M) -> M {
+/// Burn initialises parameters on first use. Forcing it right after `init`
+/// makes the weights a function of the device's seed at that moment alone,
+/// whatever the program draws afterwards. Call it on the device you train on
+/// (an autodiff device for training): a weight drawn on a plain device is not
+/// tracked for gradients, even after the module is forked to an autodiff one.
+pub fn initialize<M: Module>(module: M) -> M {
     struct Touch;
     impl ModuleVisitor for Touch {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

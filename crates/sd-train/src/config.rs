@@ -61,7 +61,7 @@ impl OptimizerConfig {
             .with_nesterov(self.nesterov);
         SgdConfig::new()
             .with_momentum(Some(momentum))
-            .with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay)))
+            .with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay as f32)))
     }
 }
 
@@ -81,7 +81,13 @@ impl LrScheduleConfig {
     pub fn milestones_for(&self, epochs: usize) -> Vec<usize> {
         match &self.milestones {
             Some(m) => m.clone(),
-            None => vec![epochs / 2, epochs * 3 / 4],
+            None => {
+                // Short runs: a milestone at epoch 0 or twice at one epoch is dropped.
+                let mut m: Vec<usize> =
+                    [epochs / 2, epochs * 3 / 4].into_iter().filter(|&e| e > 0).collect();
+                m.dedup();
+                m
+            }
         }
     }
 }

@@ -88,8 +88,8 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
 
     let data = load_data(&config)?;
     let classes = data.classes().to_vec();
-    let test = confusion(&model, data.eval_batches(&config, EvalPart::Test, &device), classes.len());
-    let valid = confusion(&model, data.eval_batches(&config, EvalPart::Valid, &device), classes.len());
+    let test = confusion(&model, data.eval_batches(EvalPart::Test, &device), classes.len());
+    let valid = confusion(&model, data.eval_batches(EvalPart::Valid, &device), classes.len());
 
     let error = |(correct, total): (usize, usize)| 100.0 * (1.0 - correct as f64 / total as f64);
     let test_totals = totals(&test);
@@ -128,7 +128,7 @@ fn confusion(
     let mut counts = vec![(0usize, 0usize); classes];
     for (images, labels) in batches {
         let predicted = model.net.forward(images).argmax(1).into_data();
-        let predicted: Vec<i64> = predicted.convert::<i64>().to_vec().expect("argmax gives integers");
+        let predicted: Vec<i64> = predicted.convert::<i64>().try_to_vec().expect("argmax gives integers");
         for (&label, &guess) in labels.iter().zip(&predicted) {
             counts[label].1 += 1;
             counts[label].0 += usize::from(guess as usize == label);

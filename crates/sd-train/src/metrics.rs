@@ -78,7 +78,7 @@ fn error_percent(item: &StepOutput) -> Result<(f64, usize), TensorReadError> {
 pub type NonFiniteLoss = Arc<Mutex<Option<String>>>;
 
 /// What a [`StepMetric`] measures.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Measure {
     Loss { guard: Option<(Interrupter, NonFiniteLoss)> },
     Error,

@@ -2,7 +2,7 @@
 //! a pipe): a progress line every few seconds and one line per finished split.
 //! On a terminal, burn-train's dashboard is used instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
@@ -14,7 +14,7 @@ use burn::train::renderer::{
 
 /// A line-oriented renderer for logs.
 pub struct PlainLog {
-    names: BTreeMap<MetricId, String>,
+    names: HashMap<MetricId, String>,
     train: BTreeMap<String, String>,
     valid: BTreeMap<String, String>,
     split: &'static str,
@@ -30,7 +30,7 @@ impl PlainLog {
     /// A log that prints progress at most every `every`.
     pub fn new(every: Duration) -> Self {
         Self {
-            names: BTreeMap::new(),
+            names: HashMap::new(),
             train: BTreeMap::new(),
             valid: BTreeMap::new(),
             split: "train",
@@ -49,11 +49,19 @@ impl PlainLog {
         };
         let name = self.names.get(&entry.metric_id).cloned().unwrap_or_default();
         let map = if valid { &mut self.valid } else { &mut self.train };
-        map.insert(name, entry.serialized_entry.formatted);
+        // "epoch 1.23 - batch 1.10": keep the epoch's running value.
+        let formatted = entry.serialized_entry.formatted;
+        let running = formatted
+            .strip_prefix("epoch ")
+            .and_then(|rest| rest.split(" - batch").next())
+            .unwrap_or(&formatted)
+            .to_string();
+        map.insert(name, running);
     }
 
     fn line(&self, metrics: &BTreeMap<String, String>) -> String {
-        metrics.values().cloned().collect::<Vec<_>>().join(" | ")
+        let shown: Vec<String> = metrics.iter().map(|(name, value)| format!("{name} {value}")).collect();
+        shown.join(" | ")
     }
 
     fn print_progress(&mut self, force: bool) {
@@ -93,16 +101,17 @@ impl TrainingProgressLogger for PlainLog {
         _label: Option<&str>,
     ) {
         self.epochs = total_epochs;
-        self.epoch = starting_epoch;
+        self.epoch = starting_epoch.saturating_sub(1);
         println!("training from epoch {starting_epoch} to {total_epochs}");
     }
 
-    fn update_epoch(&mut self, epoch: usize) {
-        self.epoch = epoch;
-    }
+    fn update_epoch(&mut self, _epoch: usize) {}
 
     fn start_split(&mut self, split: &str, total_items: usize) {
         self.split = if split.to_lowercase().starts_with("train") { "train" } else { "valid" };
+        if self.split == "train" {
+            self.epoch += 1;
+        }
         self.items = 0;
         self.total = total_items;
     }

@@ -43,12 +43,12 @@ struct Counter(u64);
 
 impl RecordState for Counter {
     fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
-        out.push_scalar(prefix, "iteration", burn::optim::Scalar::UInt(self.0));
+        out.push_scalar(prefix, "iteration", burn_pack::Scalar::UInt(self.0));
     }
 
     fn state_unflatten(prefix: &str, src: &mut StateSource, _device: &Device) -> Option<Self> {
         match src.take_scalar(prefix, "iteration")? {
-            burn::optim::Scalar::UInt(v) => Some(Counter(v)),
+            burn_pack::Scalar::UInt(v) => Some(Counter(v)),
             _ => None,
         }
     }

@@ -66,15 +66,15 @@ impl Classifier {
     }
 }
 
-impl core::fmt::Display for Classifier {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
+impl Classifier {
+    /// One line for people: depth, blocks, expected depth, parameters.
+    pub fn describe(&self) -> String {
+        format!(
             "stochastic-depth ResNet-{} ({} blocks, expected depth {:.2}, {} parameters)",
             self.net.blocks.len() * 2 + 2,
             self.net.blocks.len(),
             self.net.expected_depth(),
-            self.num_params()
+            sd_model::resnet::trainable_params(&self.net)
         )
     }
 }

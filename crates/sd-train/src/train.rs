@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::config::Config;
-use burn::module::Module;
 use burn::train::logger::FileMetricLogger;
-use burn::train::metric::{CpuUse, LearningRateMetric, MemoryUse};
+use burn::train::metric::{CpuMemory, CpuUse, LearningRateMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
 
 use crate::backend::Backend;
@@ -24,7 +23,7 @@ use crate::schedule::MilestoneLr;
 use crate::step::Classifier;
 
 /// How a run is carried out, as opposed to what it computes ([`TrainingConfig`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// The run folder.
     pub out: PathBuf,
@@ -87,25 +86,38 @@ pub fn load_run_config(out: &Path) -> Result<TrainingConfig, TrainError> {
 /// Trains `config` into `opts.out`, or resumes the run there.
 pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, TrainError> {
     let started = Instant::now();
-    let config = prepare_run_folder(config, opts)?;
     validate(&config)?;
     let device = opts.backend.device(opts.device_index)?;
+
+    if !opts.resume && opts.out.join("config.json").exists() {
+        return Err(TrainError::Run {
+            path: opts.out.clone(),
+            problem: "already holds a run; pass --resume to continue it or choose another --out"
+                .into(),
+        });
+    }
+
+    // Data first: a bad path fails before a run folder is created.
+    let mut config = match opts.resume {
+        true => resume_config(config, opts)?,
+        false => config,
+    };
+    let data = load_data(&config)?;
+    config.model.num_classes = data.classes().len();
+    let config = prepare_run_folder(config, opts)?;
+    validate(&config)?;
 
     // Resume point: the last epoch with a metrics row and all three checkpoint files.
     let checkpoint_dir = opts.out.join("checkpoint");
     let metrics_path = opts.out.join("metrics.csv");
     let (table, start_epoch) = resume_point(opts, &checkpoint_dir, &metrics_path)?;
-    if start_epoch >= config.epochs {
-        log::info!("run already finished {start_epoch} of {} epochs", config.epochs);
-    }
-
-    let data = load_data(&config)?;
     let Loaders { train, eval, iterations_per_epoch } = data.loaders(&config, start_epoch);
 
     device.seed(config.seed);
-    let net = config.model.init(&device);
+    // Weights drawn now, from the seed, on the autodiff device they train on.
+    let net = sd_model::resnet::initialize(config.model.init(&device.clone().autodiff()));
     let model = Classifier::new(net, config.seed, config.optimizer.dropped_blocks);
-    log::info!("{model}");
+    log::info!("{}", model.describe());
     let milestones = config.schedule.milestones_for(config.epochs);
     let scheduler = MilestoneLr::new(
         config.optimizer.lr,
@@ -127,7 +139,7 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         .metric_train_numeric(StepMetric::first_layer_grad())
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(CpuUse::new())
-        .metric_train_numeric(MemoryUse::new())
+        .metric_train_numeric(CpuMemory::new())
         .metric_valid_numeric(StepMetric::loss(None))
         .metric_valid_numeric(StepMetric::error())
         .with_custom_checkpointers(
@@ -182,18 +194,20 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     })
 }
 
-/// Creates the run folder and saves the config, or reads the saved one on resume.
+/// On resume, the saved config; only the number of epochs may change.
+fn resume_config(config: TrainingConfig, opts: &RunOptions) -> Result<TrainingConfig, TrainError> {
+    let mut saved = load_run_config(&opts.out)?;
+    saved.epochs = config.epochs;
+    Ok(saved)
+}
+
+/// Creates the run folder and saves the config (again, on resume).
 fn prepare_run_folder(config: TrainingConfig, opts: &RunOptions) -> Result<TrainingConfig, TrainError> {
     let path = opts.out.join("config.json");
     if opts.resume {
-        let saved = load_run_config(&opts.out)?;
-        // Only the length of the run may change on resume.
-        let mut wanted = saved.clone();
-        wanted.epochs = config.epochs;
-        if wanted.epochs != saved.epochs {
-            wanted.save(&path).map_err(|e| TrainError::io(&path, "write", e))?;
-        }
-        return Ok(wanted);
+        let json = config.to_string();
+        write_atomic(&path, json.as_bytes()).map_err(|e| TrainError::io(&path, "write", e))?;
+        return Ok(config);
     }
     if path.exists() {
         return Err(TrainError::Run {
