@@ -32,7 +32,11 @@ impl FromStr for Backend {
             "flex" => Ok(Self::Flex),
             "ndarray" => Ok(Self::Ndarray),
             "wgpu" => Ok(Self::Wgpu),
-            other => Err(TrainError::setting("--backend", other, &format!("one of {BACKEND_NAMES}"))),
+            other => Err(TrainError::setting(
+                "--backend",
+                other,
+                &format!("one of {BACKEND_NAMES}"),
+            )),
         }
     }
 }

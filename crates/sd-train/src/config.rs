@@ -9,9 +9,9 @@
 //! Nothing else in the workspace repeats these numbers.
 
 use burn::config::Config;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::decay::WeightDecayConfig;
 use burn::optim::SgdConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
 use sd_data::DatasetConfig;
 use sd_model::CifarResNetConfig;
 
@@ -83,8 +83,10 @@ impl LrScheduleConfig {
             Some(m) => m.clone(),
             None => {
                 // Short runs: a milestone at epoch 0 or twice at one epoch is dropped.
-                let mut m: Vec<usize> =
-                    [epochs / 2, epochs * 3 / 4].into_iter().filter(|&e| e > 0).collect();
+                let mut m: Vec<usize> = [epochs / 2, epochs * 3 / 4]
+                    .into_iter()
+                    .filter(|&e| e > 0)
+                    .collect();
                 m.dedup();
                 m
             }

@@ -32,7 +32,9 @@ pub struct Data {
 
 /// Loads the data a config names.
 pub fn load_data(config: &TrainingConfig) -> Result<Data, TrainError> {
-    Ok(Data { splits: sd_data::load(&config.data)? })
+    Ok(Data {
+        splits: sd_data::load(&config.data)?,
+    })
 }
 
 /// What the learner iterates.
@@ -101,8 +103,10 @@ impl Data {
             EvalPart::Valid => &self.splits.valid,
             EvalPart::Test => &self.splits.test,
         };
-        let loader: EpochLoader =
-            self.splits.eval_loader(store, EVAL_BATCH).with_device(device.clone());
+        let loader: EpochLoader = self
+            .splits
+            .eval_loader(store, EVAL_BATCH)
+            .with_device(device.clone());
         let labels: Vec<usize> = (0..store.len()).map(|i| store.label(i)).collect();
         let mut offset = 0;
         loader.iter_epoch(0).map(move |batch| {
@@ -134,7 +138,11 @@ impl Iterator for StepIter<'_> {
         let batch = self.inner.next()?;
         let step = self.next_step;
         self.next_step += 1;
-        Some(batch.map(|b| TrainBatch { images: b.images, targets: b.targets, step }))
+        Some(batch.map(|b| TrainBatch {
+            images: b.images,
+            targets: b.targets,
+            step,
+        }))
     }
 }
 
@@ -193,7 +201,11 @@ impl Iterator for PartsIter<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         let tag = |part: Part| {
             move |b: Result<ImageBatch, DatasetError>| {
-                b.map(|b| EvalBatch { images: b.images, targets: b.targets, part })
+                b.map(|b| EvalBatch {
+                    images: b.images,
+                    targets: b.targets,
+                    part,
+                })
             }
         };
         if let Some(batch) = self.valid.next() {
@@ -206,7 +218,10 @@ impl Iterator for PartsIter<'_> {
 impl DataLoaderIterator<EvalBatch> for PartsIter<'_> {
     fn progress(&self) -> Progress {
         let valid = self.valid.progress().items_processed;
-        let test = self.test.as_ref().map_or(0, |t| t.progress().items_processed);
+        let test = self
+            .test
+            .as_ref()
+            .map_or(0, |t| t.progress().items_processed);
         Progress::new(valid + test, self.valid_total + self.test_total, None)
     }
 }
@@ -236,7 +251,10 @@ impl DataLoader<EvalBatch> for PartsLoader {
         let n = self.valid.num_items();
         Arc::new(PartsLoader {
             valid: self.valid.slice(start.min(n), end.min(n)),
-            test: self.test.as_ref().map(|t| t.slice(start.saturating_sub(n), end.saturating_sub(n))),
+            test: self
+                .test
+                .as_ref()
+                .map(|t| t.slice(start.saturating_sub(n), end.saturating_sub(n))),
         })
     }
 }

@@ -58,7 +58,11 @@ pub enum TrainError {
 impl TrainError {
     /// An I/O failure on `path` while doing `action`.
     pub fn io(path: &Path, action: &str, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), action: action.to_string(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            action: action.to_string(),
+            source,
+        }
     }
 
     /// A bad setting.

@@ -75,7 +75,11 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     if !path.is_file() {
         return Err(TrainError::Run {
             path: opts.run.clone(),
-            problem: format!("the best epoch is {} but {} is missing", best.epoch, path.display()),
+            problem: format!(
+                "the best epoch is {} but {} is missing",
+                best.epoch,
+                path.display()
+            ),
         });
     }
 
@@ -83,13 +87,24 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     let net = config.model.init(&device);
     let model = Classifier::new(net, config.seed, config.optimizer.dropped_blocks)
         .try_load_file(&path)
-        .map_err(|e| TrainError::Corrupt { path: path.clone(), problem: format!("{e}") })?
+        .map_err(|e| TrainError::Corrupt {
+            path: path.clone(),
+            problem: format!("{e}"),
+        })?
         .valid();
 
     let data = load_data(&config)?;
     let classes = data.classes().to_vec();
-    let test = confusion(&model, data.eval_batches(EvalPart::Test, &device), classes.len());
-    let valid = confusion(&model, data.eval_batches(EvalPart::Valid, &device), classes.len());
+    let test = confusion(
+        &model,
+        data.eval_batches(EvalPart::Test, &device),
+        classes.len(),
+    );
+    let valid = confusion(
+        &model,
+        data.eval_batches(EvalPart::Valid, &device),
+        classes.len(),
+    );
 
     let error = |(correct, total): (usize, usize)| 100.0 * (1.0 - correct as f64 / total as f64);
     let test_totals = totals(&test);
@@ -116,7 +131,9 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
 }
 
 fn totals(per_class: &[(usize, usize)]) -> (usize, usize) {
-    per_class.iter().fold((0, 0), |(c, t), &(ci, ti)| (c + ci, t + ti))
+    per_class
+        .iter()
+        .fold((0, 0), |(c, t), &(ci, ti)| (c + ci, t + ti))
 }
 
 /// Per class: (correct, total).
@@ -128,7 +145,10 @@ fn confusion(
     let mut counts = vec![(0usize, 0usize); classes];
     for (images, labels) in batches {
         let predicted = model.net.forward(images).argmax(1).into_data();
-        let predicted: Vec<i64> = predicted.convert::<i64>().try_to_vec().expect("argmax gives integers");
+        let predicted: Vec<i64> = predicted
+            .convert::<i64>()
+            .try_to_vec()
+            .expect("argmax gives integers");
         for (&label, &guess) in labels.iter().zip(&predicted) {
             counts[label].1 += 1;
             counts[label].0 += usize::from(guess as usize == label);
@@ -144,5 +164,9 @@ pub fn best_checkpoint(run: &Path) -> Result<PathBuf, TrainError> {
         path: run.to_path_buf(),
         problem: "no finished epoch".into(),
     })?;
-    Ok(AtomicCheckpointer::path(&run.join("checkpoint"), "model", best.epoch))
+    Ok(AtomicCheckpointer::path(
+        &run.join("checkpoint"),
+        "model",
+        best.epoch,
+    ))
 }

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
+use burn::train::Interrupter;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
     Adaptor, ItemLazy, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric,
     NumericAttributes, NumericEntry, SerializedEntry,
 };
-use burn::train::Interrupter;
 
 /// Which part of the data an item comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,11 @@ impl Adaptor<StepOutput> for StepOutput {
 fn error_percent(item: &StepOutput) -> Result<(f64, usize), TensorReadError> {
     let [batch, _] = item.logits.dims();
     let predicted = item.logits.clone().argmax(1).reshape([batch]);
-    let correct = predicted.equal(item.targets.clone()).int().sum().try_into_scalar::<f64>()?;
+    let correct = predicted
+        .equal(item.targets.clone())
+        .int()
+        .sum()
+        .try_into_scalar::<f64>()?;
     Ok((100.0 * (1.0 - correct / batch as f64), batch))
 }
 
@@ -80,7 +84,9 @@ pub type NonFiniteLoss = Arc<Mutex<Option<String>>>;
 /// What a [`StepMetric`] measures.
 #[derive(Clone)]
 enum Measure {
-    Loss { guard: Option<(Interrupter, NonFiniteLoss)> },
+    Loss {
+        guard: Option<(Interrupter, NonFiniteLoss)>,
+    },
     Error,
     BlocksRun,
     ExpectedDepth,
@@ -146,7 +152,11 @@ impl StepMetric {
 
     /// Mean absolute gradient of the first convolution (the paper's Figure 7).
     pub fn first_layer_grad() -> Self {
-        let mut m = Self::new("First-layer gradient", &[Part::Train], Measure::FirstLayerGrad);
+        let mut m = Self::new(
+            "First-layer gradient",
+            &[Part::Train],
+            Measure::FirstLayerGrad,
+        );
         m.higher_is_better = true;
         m
     }
@@ -158,7 +168,9 @@ impl StepMetric {
                 let loss = item.loss.clone().try_into_scalar::<f64>()?;
                 if let (false, Some((interrupter, reason))) = (loss.is_finite(), guard) {
                     let message = format!("the training loss became {loss}; stopping");
-                    *reason.lock().expect("the non-finite-loss flag is never poisoned") =
+                    *reason
+                        .lock()
+                        .expect("the non-finite-loss flag is never poisoned") =
                         Some(message.clone());
                     interrupter.stop(Some(&message));
                 }

@@ -47,8 +47,16 @@ impl PlainLog {
         let entry = match state {
             MetricState::Generic(entry) | MetricState::Numeric(entry, _) => entry,
         };
-        let name = self.names.get(&entry.metric_id).cloned().unwrap_or_default();
-        let map = if valid { &mut self.valid } else { &mut self.train };
+        let name = self
+            .names
+            .get(&entry.metric_id)
+            .cloned()
+            .unwrap_or_default();
+        let map = if valid {
+            &mut self.valid
+        } else {
+            &mut self.train
+        };
         // "epoch 1.23 - batch 1.10": keep the epoch's running value.
         let formatted = entry.serialized_entry.formatted;
         let running = formatted
@@ -60,7 +68,10 @@ impl PlainLog {
     }
 
     fn line(&self, metrics: &BTreeMap<String, String>) -> String {
-        let shown: Vec<String> = metrics.iter().map(|(name, value)| format!("{name} {value}")).collect();
+        let shown: Vec<String> = metrics
+            .iter()
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect();
         shown.join(" | ")
     }
 
@@ -69,7 +80,11 @@ impl PlainLog {
             return;
         }
         self.last_print = Instant::now();
-        let metrics = if self.split == "train" { &self.train } else { &self.valid };
+        let metrics = if self.split == "train" {
+            &self.train
+        } else {
+            &self.valid
+        };
         println!(
             "epoch {}/{} {} {}/{} | {}",
             self.epoch,
@@ -108,7 +123,11 @@ impl TrainingProgressLogger for PlainLog {
     fn update_epoch(&mut self, _epoch: usize) {}
 
     fn start_split(&mut self, split: &str, total_items: usize) {
-        self.split = if split.to_lowercase().starts_with("train") { "train" } else { "valid" };
+        self.split = if split.to_lowercase().starts_with("train") {
+            "train"
+        } else {
+            "valid"
+        };
         if self.split == "train" {
             self.epoch += 1;
         }
@@ -156,6 +175,7 @@ impl MetricsRenderer for PlainLog {
     fn manual_close(&mut self) {}
 
     fn register_metric(&mut self, definition: MetricDefinition) {
-        self.names.insert(definition.metric_id.clone(), definition.name.to_string());
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.to_string());
     }
 }

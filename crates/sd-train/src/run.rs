@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::train::checkpoint::{
-    Checkpoint, CheckpointerError, CheckpointingAction, CheckpointingStrategy, Checkpointer,
+    Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy,
 };
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, EventStoreClient, MetricsUpdate, Split};
@@ -77,7 +77,10 @@ epoch_seconds,mean_blocks_run,first_layer_grad";
 
 impl EpochRow {
     fn to_csv(&self) -> String {
-        let test = self.test_error.map(|t| format!("{t:.4}")).unwrap_or_default();
+        let test = self
+            .test_error
+            .map(|t| format!("{t:.4}"))
+            .unwrap_or_default();
         format!(
             "{},{:.6e},{:.6},{:.4},{:.6},{:.4},{},{:.3},{:.3},{:.6e}",
             self.epoch,
@@ -124,8 +127,8 @@ pub struct RunTable {
 impl RunTable {
     /// Reads `metrics.csv`.
     pub fn read(path: &Path) -> Result<Self, TrainError> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| TrainError::io(path, "read the metrics", e))?;
+        let text =
+            fs::read_to_string(path).map_err(|e| TrainError::io(path, "read the metrics", e))?;
         let mut lines = text.lines();
         if lines.next().map(str::trim) != Some(CSV_HEADER) {
             return Err(TrainError::Corrupt {
@@ -157,10 +160,12 @@ impl RunTable {
 
     /// The epoch with the lowest validation error (the earliest among ties).
     pub fn best(&self) -> Option<&EpochRow> {
-        self.rows.iter().fold(None, |best: Option<&EpochRow>, row| match best {
-            Some(b) if b.valid_error <= row.valid_error => Some(b),
-            _ => Some(row),
-        })
+        self.rows
+            .iter()
+            .fold(None, |best: Option<&EpochRow>, row| match best {
+                Some(b) if b.valid_error <= row.valid_error => Some(b),
+                _ => Some(row),
+            })
     }
 }
 
@@ -191,14 +196,19 @@ impl CsvLogger {
     }
 
     fn value(&self, train: bool, name: &str) -> f64 {
-        self.values.get(&(train, name.to_string())).copied().unwrap_or(f64::NAN)
+        self.values
+            .get(&(train, name.to_string()))
+            .copied()
+            .unwrap_or(f64::NAN)
     }
 }
 
 fn numeric(entry: &NumericEntry) -> f64 {
     match entry {
         NumericEntry::Value(v) | NumericEntry::Final(v) => *v,
-        NumericEntry::Aggregated { aggregated_value, .. } => *aggregated_value,
+        NumericEntry::Aggregated {
+            aggregated_value, ..
+        } => *aggregated_value,
     }
 }
 
@@ -209,7 +219,9 @@ impl MetricLogger for CsvLogger {
             self.train_start = Some(Instant::now());
         }
         for entry in &update.entries_numeric {
-            let Some(name) = self.names.get(&entry.entry.metric_id) else { continue };
+            let Some(name) = self.names.get(&entry.entry.metric_id) else {
+                continue;
+            };
             if let Some(value) = &entry.numeric_entry {
                 self.values.insert((train, name.clone()), numeric(value));
             }
@@ -222,18 +234,24 @@ impl MetricLogger for CsvLogger {
         _epoch: usize,
         _split: &Split,
     ) -> Result<Vec<burn::train::metric::NumericEntry>, String> {
-        Err(format!("the CSV logger keeps epoch summaries only, not `{name}` entries"))
+        Err(format!(
+            "the CSV logger keeps epoch summaries only, not `{name}` entries"
+        ))
     }
 
     fn log_metric_definition(&mut self, definition: MetricDefinition) {
-        self.names.insert(definition.metric_id.clone(), definition.name.to_string());
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.to_string());
     }
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         match summary.split {
             Split::Train => {
-                self.train_seconds =
-                    self.train_start.take().map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+                self.train_seconds = self
+                    .train_start
+                    .take()
+                    .map(|s| s.elapsed().as_secs_f64())
+                    .unwrap_or(0.0);
             }
             Split::Valid => {
                 let row = EpochRow {
@@ -297,7 +315,11 @@ impl KeepLastAndBest {
 }
 
 impl CheckpointingStrategy for KeepLastAndBest {
-    fn checkpointing(&mut self, epoch: usize, _store: &EventStoreClient) -> Vec<CheckpointingAction> {
+    fn checkpointing(
+        &mut self,
+        epoch: usize,
+        _store: &EventStoreClient,
+    ) -> Vec<CheckpointingAction> {
         self.plan(epoch)
     }
 }
@@ -311,7 +333,10 @@ pub struct AtomicCheckpointer {
 impl AtomicCheckpointer {
     /// Checkpoints named `NAME-EPOCH.bpk` in `directory`.
     pub fn new(directory: &Path, name: &'static str) -> Self {
-        Self { directory: directory.to_path_buf(), name }
+        Self {
+            directory: directory.to_path_buf(),
+            name,
+        }
     }
 
     /// Path of the checkpoint of `epoch`.
@@ -324,14 +349,18 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
         fs::create_dir_all(&self.directory).map_err(CheckpointerError::IOError)?;
         let path = Self::path(&self.directory, self.name, epoch);
-        let bytes = record.checkpoint_into_bytes().map_err(CheckpointerError::Record)?;
+        let bytes = record
+            .checkpoint_into_bytes()
+            .map_err(CheckpointerError::Record)?;
         write_atomic(&path, &bytes).map_err(CheckpointerError::IOError)
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
         let path = Self::path(&self.directory, self.name, epoch);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CheckpointerError::IOError(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(CheckpointerError::IOError(e))
+            }
             _ => Ok(()),
         }
     }
@@ -352,10 +381,15 @@ pub fn complete_checkpoints(dir: &Path) -> Vec<usize> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok()
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
         })
         .filter(|&e| {
-            CHECKPOINT_PARTS.iter().all(|p| AtomicCheckpointer::path(dir, p, e).is_file())
+            CHECKPOINT_PARTS
+                .iter()
+                .all(|p| AtomicCheckpointer::path(dir, p, e).is_file())
         })
         .collect();
     epochs.sort_unstable();
@@ -385,12 +419,7 @@ pub struct Summary {
 
 impl Summary {
     /// The summary of the rows so far.
-    pub fn from_table(
-        table: &RunTable,
-        planned: usize,
-        wall: f64,
-        status: String,
-    ) -> Option<Self> {
+    pub fn from_table(table: &RunTable, planned: usize, wall: f64, status: String) -> Option<Self> {
         let best = table.best()?;
         Some(Self {
             best_epoch: best.epoch,
@@ -429,13 +458,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sd-train-csv-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
-        let table = RunTable { rows: vec![row(1, 50.0), row(2, 40.0)] };
+        let table = RunTable {
+            rows: vec![row(1, 50.0), row(2, 40.0)],
+        };
         table.write(&path).unwrap();
         assert_eq!(RunTable::read(&path).unwrap().rows, table.rows);
 
         fs::write(&path, format!("{CSV_HEADER}\n1,2,3\n")).unwrap();
         let err = RunTable::read(&path).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("metrics.csv"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("metrics.csv"),
+            "{err}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

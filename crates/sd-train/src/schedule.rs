@@ -25,10 +25,17 @@ impl MilestoneLr {
     /// A schedule starting at `base`, multiplied by `gamma` after each epoch in
     /// `milestones`, for epochs of `iterations_per_epoch` iterations.
     pub fn new(base: f64, gamma: f64, milestones: &[usize], iterations_per_epoch: usize) -> Self {
-        let mut milestones: Vec<u64> =
-            milestones.iter().map(|&e| (e * iterations_per_epoch) as u64).collect();
+        let mut milestones: Vec<u64> = milestones
+            .iter()
+            .map(|&e| (e * iterations_per_epoch) as u64)
+            .collect();
         milestones.sort_unstable();
-        Self { base, gamma, milestones, iteration: 0 }
+        Self {
+            base,
+            gamma,
+            milestones,
+            iteration: 0,
+        }
     }
 
     /// The rate of iteration `iteration` (0-based).

@@ -11,8 +11,8 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use sd_model::{CifarResNet, GateSampler};
@@ -58,11 +58,17 @@ pub struct Classifier {
 impl Classifier {
     /// Wraps `net`.
     pub fn new(net: CifarResNet, seed: u64, dropped_blocks: DroppedBlockUpdate) -> Self {
-        Self { net, sampler: GateSampler::new(seed), dropped_blocks }
+        Self {
+            net,
+            sampler: GateSampler::new(seed),
+            dropped_blocks,
+        }
     }
 
     fn loss(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, targets)
+        CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits, targets)
     }
 }
 
@@ -91,8 +97,13 @@ impl TrainStep for Classifier {
         let loss = self.loss(logits.clone(), batch.targets.clone());
         let grads = loss.backward();
 
-        let first_layer_grad =
-            self.net.conv1.weight.val().grad(&grads).map(|g| g.abs().mean().reshape([1]));
+        let first_layer_grad = self
+            .net
+            .conv1
+            .weight
+            .val()
+            .grad(&grads)
+            .map(|g| g.abs().mean().reshape([1]));
         let output = StepOutput {
             loss,
             logits,

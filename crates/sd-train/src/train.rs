@@ -55,7 +55,11 @@ pub fn validate(config: &TrainingConfig) -> Result<(), TrainError> {
     let milestones = config.schedule.milestones_for(config.epochs);
     if milestones.windows(2).any(|w| w[0] >= w[1]) {
         let value = format!("{milestones:?}");
-        return Err(TrainError::setting("milestones", value, "strictly increasing epochs"));
+        return Err(TrainError::setting(
+            "milestones",
+            value,
+            "strictly increasing epochs",
+        ));
     }
     if let Some(&m) = milestones.iter().find(|&&m| m == 0 || m > config.epochs) {
         let expected = format!("epochs between 1 and {}", config.epochs);
@@ -111,7 +115,11 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     let checkpoint_dir = opts.out.join("checkpoint");
     let metrics_path = opts.out.join("metrics.csv");
     let (table, start_epoch) = resume_point(opts, &checkpoint_dir, &metrics_path)?;
-    let Loaders { train, eval, iterations_per_epoch } = data.loaders(&config, start_epoch);
+    let Loaders {
+        train,
+        eval,
+        iterations_per_epoch,
+    } = data.loaders(&config, start_epoch);
 
     device.seed(config.seed);
     // Weights drawn now, from the seed, on the autodiff device they train on.
@@ -174,7 +182,10 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         (None, Some(i)) => format!("stopped: {}", i.reason.as_deref().unwrap_or("interrupted")),
         (None, None) => "completed".to_string(),
     };
-    let table = table.lock().expect("the run table is never poisoned").clone();
+    let table = table
+        .lock()
+        .expect("the run table is never poisoned")
+        .clone();
     let wall = started.elapsed().as_secs_f64();
     let summary = Summary::from_table(&table, config.epochs, wall, status);
     if let Some(summary) = &summary {
@@ -202,7 +213,10 @@ fn resume_config(config: TrainingConfig, opts: &RunOptions) -> Result<TrainingCo
 }
 
 /// Creates the run folder and saves the config (again, on resume).
-fn prepare_run_folder(config: TrainingConfig, opts: &RunOptions) -> Result<TrainingConfig, TrainError> {
+fn prepare_run_folder(
+    config: TrainingConfig,
+    opts: &RunOptions,
+) -> Result<TrainingConfig, TrainError> {
     let path = opts.out.join("config.json");
     if opts.resume {
         let json = config.to_string();

@@ -1,0 +1,252 @@
+//! End-to-end: the real `xtask` binary on the committed CIFAR-10 sample.
+//!
+//! Each test works in its own temporary folder (the data cache lands there too)
+//! and runs tiny networks for a few steps, so the file runs in seconds.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/cifar10-sample")
+        .canonicalize()
+        .unwrap()
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sd-e2e-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn xtask(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the xtask binary runs")
+}
+
+fn ok(out: Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "command failed:\n{text}");
+    text
+}
+
+fn fails(out: Output) -> String {
+    assert!(!out.status.success(), "command should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Data and output flags only.
+fn base_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--dataset",
+        "folder",
+        "--data",
+        data,
+        "--val-size",
+        "100",
+        "--max-train",
+        "300",
+        "--out",
+        out,
+        "--plain",
+    ]
+}
+
+/// A quick run: ResNet-8, batches of 50, 300 training and 100 validation images,
+/// the learning rate divided by 10 after epoch 2.
+fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    let mut args = base_args(data, out);
+    args.extend_from_slice(&["--depth", "8", "--batch-size", "50", "--epochs", epochs]);
+    if epochs != "1" {
+        args.extend_from_slice(&["--milestones", "2"]);
+    }
+    args
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn train_then_eval_writes_the_run_folder() {
+    let dir = workdir("train-eval");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let text = ok(xtask(&dir, &train_args(data, "run", "2")));
+    assert!(text.contains("completed"), "{text}");
+
+    let run = dir.join("run");
+    let rows = csv_rows(&run.join("metrics.csv"));
+    assert_eq!(rows.len(), 2, "one row per epoch");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], (i + 1).to_string());
+        let valid_error: f64 = row[5].parse().unwrap();
+        assert!((0.0..=100.0).contains(&valid_error));
+        let blocks: f64 = row[8].parse().unwrap();
+        assert!(
+            blocks > 0.0 && blocks <= 3.0,
+            "ResNet-8 has 3 blocks, ran {blocks}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs_done"], 2);
+    assert_eq!(summary["status"], "completed");
+    let best = summary["best_epoch"].as_u64().unwrap();
+    for part in ["model", "optim", "scheduler"] {
+        assert!(run.join(format!("checkpoint/{part}-{best}.bpk")).is_file());
+        assert!(run.join(format!("checkpoint/{part}-2.bpk")).is_file());
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model"]["depth"], 8);
+    assert_eq!(config["optimizer"]["dampening"], 0.0);
+
+    let text = ok(xtask(&dir, &["eval", "--run", "run"]));
+    assert!(text.contains("test error"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["epoch"].as_u64().unwrap(), best);
+    assert_eq!(report["test_images"], 200);
+    assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
+    let test_error = report["test_error"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&test_error));
+    // The test error of the best epoch was also logged during training.
+    let logged: f64 = summary["test_error_at_best"].as_f64().unwrap();
+    assert!(
+        (logged - test_error).abs() < 1e-6,
+        "eval {test_error} vs logged {logged}"
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn resume_replays_exactly_what_an_uninterrupted_run_does() {
+    let dir = workdir("resume");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    ok(xtask(&dir, &train_args(data, "straight", "3")));
+    ok(xtask(&dir, &train_args(data, "split", "2")));
+    let text = ok(xtask(
+        &dir,
+        &[
+            "train", "--out", "split", "--resume", "--epochs", "3", "--plain",
+        ],
+    ));
+    assert!(text.contains("3 of 3 epochs"), "{text}");
+
+    let straight = csv_rows(&dir.join("straight/metrics.csv"));
+    let split = csv_rows(&dir.join("split/metrics.csv"));
+    assert_eq!(straight.len(), 3);
+    assert_eq!(split.len(), 3);
+    for (a, b) in straight.iter().zip(&split) {
+        // Every column but the epoch's wall time: same data order, augmentation,
+        // gates, optimizer state and learning rate.
+        let drop_time = |r: &Vec<String>| {
+            let mut r = r.clone();
+            r.remove(7);
+            r
+        };
+        assert_eq!(drop_time(a), drop_time(b));
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_work() {
+    let dir = workdir("bad");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["--depth", "21"], &["21", "6n+2"]),
+        (&["--p-last", "1.5"], &["1.5", "(0, 1]"]),
+        (&["--backend", "tpu"], &["tpu", "flex"]),
+        (&["--schedule", "cosine"], &["cosine", "linear"]),
+        (&["--epochs", "0"], &["epochs", "0"]),
+        (&["--milestones", "5,2"], &["milestones", "[5, 2]"]),
+        (&["--granularity", "pixel"], &["pixel", "batch"]),
+    ];
+    for (flags, needles) in cases {
+        let mut args = base_args(data, "bad");
+        args.extend_from_slice(flags);
+        let err = fails(xtask(&dir, &args));
+        for needle in needles {
+            assert!(err.contains(needle), "{flags:?}: {err}");
+        }
+        assert!(!dir.join("bad").exists(), "{flags:?}: nothing is written");
+    }
+
+    let err = fails(xtask(&dir, &train_args("/no/such/data", "bad", "2")));
+    assert!(err.contains("/no/such/data"), "{err}");
+    assert!(!dir.join("bad/config.json").exists());
+
+    let err = fails(xtask(&dir, &["eval", "--run", "nowhere"]));
+    assert!(
+        err.contains("nowhere") && err.contains("config.json"),
+        "{err}"
+    );
+    let err = fails(xtask(&dir, &["train", "--out", "nowhere", "--resume"]));
+    assert!(err.contains("nowhere"), "{err}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_run_folder_is_never_overwritten() {
+    let dir = workdir("twice");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    ok(xtask(&dir, &train_args(data, "run", "1")));
+    let before = fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let err = fails(xtask(&dir, &train_args(data, "run", "1")));
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(
+        fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
+        before
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_config_file_composes_with_flags() {
+    let dir = workdir("config");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    fs::write(
+        dir.join("c.json"),
+        r#"{"model": {"depth": 14, "survival": {"Uniform": {"p": 0.8}}}, "batch_size": 25}"#,
+    )
+    .unwrap();
+    let mut args = train_args(data, "run", "1");
+    args.extend_from_slice(&["--config", "c.json"]);
+    ok(xtask(&dir, &args));
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("run/config.json")).unwrap()).unwrap();
+    assert_eq!(config["model"]["depth"], 8, "the flag wins over the file");
+    assert_eq!(
+        config["model"]["survival"]["Uniform"]["p"], 0.8,
+        "the file wins over defaults"
+    );
+    assert_eq!(config["batch_size"], 50, "the flag wins");
+
+    fs::write(dir.join("bad.json"), r#"{"model": {"dpeth": 14}}"#).unwrap();
+    let mut args = train_args(data, "run2", "1");
+    args.extend_from_slice(&["--config", "bad.json"]);
+    let err = fails(xtask(&dir, &args));
+    assert!(err.contains("model.dpeth"), "{err}");
+    fs::remove_dir_all(dir).unwrap();
+}
