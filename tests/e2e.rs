@@ -250,3 +250,18 @@ fn a_config_file_composes_with_flags() {
     assert!(err.contains("model.dpeth"), "{err}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_with_a_clear_message() {
+    let dir = workdir("nan");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let mut args = train_args(data, "run", "3");
+    args.extend_from_slice(&["--lr", "1e9"]);
+    let err = fails(xtask(&dir, &args));
+    assert!(err.contains("the training loss became"), "{err}");
+    assert!(err.contains("nothing was saved") && err.contains("--lr"), "{err}");
+    let saved = fs::read_dir(dir.join("run/checkpoint")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(saved, 0, "no checkpoint of a diverged epoch");
+    fs::remove_dir_all(dir).unwrap();
+}

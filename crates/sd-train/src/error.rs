@@ -51,7 +51,7 @@ pub enum TrainError {
     #[error("model: {0}")]
     Model(#[from] sd_model::ModelError),
     /// Training stopped because the loss became NaN or infinite.
-    #[error("{0}; the last good checkpoint is kept")]
+    #[error("{0}")]
     NonFinite(String),
 }
 

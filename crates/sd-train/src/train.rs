@@ -194,7 +194,14 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         write_atomic(&path, json.as_bytes()).map_err(|e| TrainError::io(&path, "write", e))?;
     }
     if let Some(reason) = non_finite.lock().expect("the non-finite-loss flag").clone() {
-        return Err(TrainError::NonFinite(reason));
+        let kept = match table.rows.last() {
+            Some(row) => format!(
+                "the checkpoint of epoch {} is kept; try a lower --lr, then --resume",
+                row.epoch
+            ),
+            None => "no epoch had finished, so nothing was saved; try a lower --lr".to_string(),
+        };
+        return Err(TrainError::NonFinite(format!("{reason}; {kept}")));
     }
     if let Some(error) = result.error {
         return Err(TrainError::Device(format!("training failed: {error}")));
