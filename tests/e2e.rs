@@ -260,8 +260,86 @@ fn a_non_finite_loss_stops_the_run_with_a_clear_message() {
     args.extend_from_slice(&["--lr", "1e9"]);
     let err = fails(xtask(&dir, &args));
     assert!(err.contains("the training loss became"), "{err}");
-    assert!(err.contains("nothing was saved") && err.contains("--lr"), "{err}");
-    let saved = fs::read_dir(dir.join("run/checkpoint")).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        err.contains("nothing was saved") && err.contains("--lr"),
+        "{err}"
+    );
+    let saved = fs::read_dir(dir.join("run/checkpoint"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(saved, 0, "no checkpoint of a diverged epoch");
     fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_run_resumes() {
+    let dir = workdir("ctrlc");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(train_args(data, "run", "200"))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a finished epoch (bounded: at most 120 s).
+    let metrics = dir.join("run/metrics.csv");
+    let start = std::time::Instant::now();
+    while csv_rows_or_empty(&metrics) < 1 {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no epoch finished in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("run/summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["status"].as_str().unwrap().contains("Ctrl-C"),
+        "{summary}"
+    );
+    let done = csv_rows(&metrics).len();
+    assert!(done >= 1 && done < 200);
+    for part in ["model", "optim", "scheduler"] {
+        assert!(
+            dir.join(format!("run/checkpoint/{part}-{done}.bpk"))
+                .is_file()
+        );
+    }
+    // Nothing half written is left behind.
+    let leftovers: Vec<_> = fs::read_dir(dir.join("run/checkpoint"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let next = (done + 1).to_string();
+    ok(xtask(
+        &dir,
+        &[
+            "train", "--out", "run", "--resume", "--epochs", &next, "--plain",
+        ],
+    ));
+    assert_eq!(csv_rows(&metrics).len(), done + 1);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+fn csv_rows_or_empty(path: &Path) -> usize {
+    fs::read_to_string(path)
+        .map(|t| t.lines().count().saturating_sub(1))
+        .unwrap_or(0)
 }

@@ -264,5 +264,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary.train_seconds,
         opts.out.display()
     );
+    if summary.status != "completed" {
+        // Interrupted: the saved epochs are intact; say so with the shell's Ctrl-C status.
+        std::process::exit(130);
+    }
     Ok(())
 }
