@@ -177,15 +177,21 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     let result = training.launch(learner);
     drop(result.renderer);
 
-    let status = match (&result.error, &result.interrupted) {
+    let table = table.lock().expect("the run table is never poisoned").clone();
+    let finished = table.rows.last().is_some_and(|r| r.epoch >= config.epochs);
+    let status = match (&result.error, finished) {
         (Some(e), _) => format!("failed: {e}"),
-        (None, Some(i)) => format!("stopped: {}", i.reason.as_deref().unwrap_or("interrupted")),
-        (None, None) => "completed".to_string(),
+        (None, true) => "completed".to_string(),
+        (None, false) => {
+            let reason = result
+                .interrupted
+                .as_ref()
+                .and_then(|i| i.reason.clone())
+                .or_else(|| opts.interrupter.get_message())
+                .unwrap_or_else(|| "interrupted".to_string());
+            format!("stopped: {reason}")
+        }
     };
-    let table = table
-        .lock()
-        .expect("the run table is never poisoned")
-        .clone();
     let wall = started.elapsed().as_secs_f64();
     let summary = Summary::from_table(&table, config.epochs, wall, status);
     if let Some(summary) = &summary {
