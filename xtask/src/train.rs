@@ -146,11 +146,13 @@ fn survival_rule(
 pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     let dataset = args.dataset.as_deref().unwrap_or("cifar10");
     let mut config = TrainingConfig::new(DatasetConfig::new(data_kind(dataset)?));
+    let mut data_seed_in_file = false;
     if let Some(file) = &args.config {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the config file {}", file.display()))?;
         let patch: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid JSON", file.display()))?;
+        data_seed_in_file = patch.get("data").and_then(|d| d.get("seed")).is_some();
         let mut base = serde_json::to_value(&config).expect("a config serialises");
         merge(&mut base, patch, "").with_context(|| format!("in {}", file.display()))?;
         config = serde_json::from_value(base)
@@ -210,7 +212,49 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     if args.max_eval.is_some() {
         config.data.max_eval = args.max_eval;
     }
-    config.data.seed = config.seed;
+    // One seed drives the split too, unless the config file set the data's own.
+    if args.seed.is_some() || !data_seed_in_file {
+        config.data.seed = config.seed;
+    }
+    // Milestones are fixed now, so that a later change of --epochs does not move them.
+    config.schedule.milestones = Some(config.schedule.milestones_for(config.epochs));
+    validate(&config)?;
+    Ok(config)
+}
+
+/// On `--resume`, the run's saved config; only the length of the run and the
+/// data's location may change.
+fn resume_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
+    let fixed = [
+        ("--dataset", args.dataset.is_some()),
+        ("--depth", args.depth.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--p-last", args.p_last.is_some()),
+        ("--granularity", args.granularity.is_some()),
+        ("--scaling", args.scaling.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--milestones", args.milestones.is_some()),
+        ("--val-size", args.val_size.is_some()),
+        ("--max-train", args.max_train.is_some()),
+        ("--max-eval", args.max_eval.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--config", args.config.is_some()),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} cannot change on --resume: the run's settings are in {}; \
+             only --epochs and --data can change",
+            args.out.join("config.json").display()
+        );
+    }
+    let mut config = sd_train::train::load_run_config(&args.out)?;
+    if let Some(epochs) = args.epochs {
+        config.epochs = epochs;
+    }
+    if let Some(data) = &args.data {
+        config.data.path = Some(data.clone());
+    }
     validate(&config)?;
     Ok(config)
 }
@@ -227,7 +271,10 @@ fn data_kind(name: &str) -> anyhow::Result<DatasetKind> {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let backend: Backend = args.backend.parse()?;
-    let config = resolve(&args)?;
+    let config = match args.resume {
+        true => resume_config(&args)?,
+        false => resolve(&args)?,
+    };
     let interrupter = burn::train::Interrupter::new();
     let handle = interrupter.clone();
     let mut pressed = false;
@@ -251,9 +298,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let summary = train(config, &opts)?;
     println!(
-        "{}: best validation error {:.2}% at epoch {}{}; {} of {} epochs, {:.0} s of training; run folder {}",
+        "{}: best validation error {} at epoch {}{}; {} of {} epochs, {:.0} s of training; run folder {}",
         summary.status,
-        summary.best_valid_error,
+        summary.best_valid_error.map_or("n/a (no validation split)".into(), |e| format!("{e:.2}%")),
         summary.best_epoch,
         summary
             .test_error_at_best

@@ -63,6 +63,9 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     if let Some(path) = &opts.data {
         config.data.path = Some(path.clone());
     }
+    if opts.max_eval == Some(0) {
+        return Err(TrainError::setting("max-eval", 0, "at least 1 (or no cap)"));
+    }
     if opts.max_eval.is_some() {
         config.data.max_eval = opts.max_eval;
     }
@@ -95,6 +98,16 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
 
     let data = load_data(&config)?;
     let classes = data.classes().to_vec();
+    if classes.len() != config.model.num_classes {
+        return Err(TrainError::Run {
+            path: opts.run.clone(),
+            problem: format!(
+                "the run was trained on {} classes but the data has {}",
+                config.model.num_classes,
+                classes.len()
+            ),
+        });
+    }
     let test = confusion(
         &model,
         data.eval_batches(EvalPart::Test, &device),

@@ -118,10 +118,16 @@ impl EpochRow {
 }
 
 /// The epochs of a run so far, shared by the CSV logger and the checkpoint strategy.
+///
+/// The logger records an epoch's row when its validation ends; the row is
+/// committed to `metrics.csv` only when the epoch is checkpointed, so an epoch
+/// interrupted during validation leaves no row without a checkpoint.
 #[derive(Debug, Default, Clone)]
 pub struct RunTable {
-    /// Finished epochs, in order.
+    /// Finished (checkpointed) epochs, in order.
     pub rows: Vec<EpochRow>,
+    /// The row of the epoch whose checkpoint is not saved yet.
+    pub pending: Option<EpochRow>,
 }
 
 impl RunTable {
@@ -144,7 +150,7 @@ impl RunTable {
             })?;
             rows.push(row);
         }
-        Ok(Self { rows })
+        Ok(Self { rows, pending: None })
     }
 
     /// Writes `metrics.csv` atomically.
@@ -158,22 +164,37 @@ impl RunTable {
         write_atomic(path, text.as_bytes())
     }
 
-    /// The epoch with the lowest validation error (the earliest among ties).
+    /// The epoch with the lowest validation error (the earliest among ties);
+    /// without a validation split (no finite error), the last epoch.
     pub fn best(&self) -> Option<&EpochRow> {
-        self.rows
-            .iter()
-            .fold(None, |best: Option<&EpochRow>, row| match best {
-                Some(b) if b.valid_error <= row.valid_error => Some(b),
-                _ => Some(row),
-            })
+        let finite = self.rows.iter().filter(|r| r.valid_error.is_finite());
+        let best = finite.fold(None, |best: Option<&EpochRow>, row| match best {
+            Some(b) if b.valid_error <= row.valid_error => Some(b),
+            _ => Some(row),
+        });
+        best.or(self.rows.last())
+    }
+
+    /// Moves the pending row of `epoch` into the finished rows.
+    fn commit(&mut self, epoch: usize) -> bool {
+        match self.pending.take() {
+            Some(row) if row.epoch == epoch => {
+                self.rows.retain(|r| r.epoch < epoch);
+                self.rows.push(row);
+                true
+            }
+            other => {
+                self.pending = other;
+                false
+            }
+        }
     }
 }
 
-/// A burn-train metric logger that appends a row to `metrics.csv` after each
-/// validation split.
+/// A burn-train metric logger that records an epoch's row after its
+/// validation split (see [`RunTable`] for when it reaches `metrics.csv`).
 pub struct CsvLogger {
     table: Arc<Mutex<RunTable>>,
-    path: PathBuf,
     names: HashMap<MetricId, String>,
     values: HashMap<(bool, String), f64>,
     train_start: Option<Instant>,
@@ -182,11 +203,10 @@ pub struct CsvLogger {
 }
 
 impl CsvLogger {
-    /// Logs into `path`, sharing rows through `table`.
-    pub fn new(path: PathBuf, table: Arc<Mutex<RunTable>>, with_test: bool) -> Self {
+    /// Records rows into `table`.
+    pub fn new(table: Arc<Mutex<RunTable>>, with_test: bool) -> Self {
         Self {
             table,
-            path,
             names: HashMap::new(),
             values: HashMap::new(),
             train_start: None,
@@ -267,11 +287,7 @@ impl MetricLogger for CsvLogger {
                     first_layer_grad: self.value(true, "First-layer gradient"),
                 };
                 let mut table = self.table.lock().expect("the run table is never poisoned");
-                table.rows.retain(|r| r.epoch < row.epoch);
-                table.rows.push(row);
-                if let Err(e) = table.write(&self.path) {
-                    log::error!("cannot write {}: {e}", self.path.display());
-                }
+                table.pending = Some(row);
                 self.values.clear();
             }
             Split::Test(_) => {}
@@ -279,28 +295,34 @@ impl MetricLogger for CsvLogger {
     }
 }
 
-/// Keeps the checkpoints of the last epoch and of the best epoch on validation.
+/// Commits each checkpointed epoch's row to `metrics.csv`, and keeps the
+/// checkpoints of the last epoch and of the best epoch on validation.
 pub struct KeepLastAndBest {
     table: Arc<Mutex<RunTable>>,
+    path: PathBuf,
     kept: Vec<usize>,
 }
 
 impl KeepLastAndBest {
-    /// `kept`: epochs whose checkpoints are already on disk (on resume).
-    pub fn new(table: Arc<Mutex<RunTable>>, kept: Vec<usize>) -> Self {
-        Self { table, kept }
+    /// Writes `metrics.csv` at `path`; `kept`: epochs whose checkpoints are
+    /// already on disk (on resume).
+    pub fn new(table: Arc<Mutex<RunTable>>, path: PathBuf, kept: Vec<usize>) -> Self {
+        Self { table, path, kept }
     }
 }
 
 impl KeepLastAndBest {
     /// The actions after `epoch`: save it, delete what is neither it nor the best.
     fn plan(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
-        let best = self
-            .table
-            .lock()
-            .expect("the run table is never poisoned")
-            .best()
-            .map(|r| r.epoch);
+        let best = {
+            let mut table = self.table.lock().expect("the run table is never poisoned");
+            if table.commit(epoch)
+                && let Err(e) = table.write(&self.path)
+            {
+                log::error!("cannot write {}: {e}", self.path.display());
+            }
+            table.best().map(|r| r.epoch)
+        };
         let mut actions = vec![CheckpointingAction::Save];
         let keep = |e: usize| e == epoch || Some(e) == best;
         for &old in self.kept.iter().filter(|&&e| !keep(e)) {
@@ -401,8 +423,8 @@ pub fn complete_checkpoints(dir: &Path) -> Vec<usize> {
 pub struct Summary {
     /// Epoch with the lowest validation error.
     pub best_epoch: usize,
-    /// Its validation error, percent.
-    pub best_valid_error: f64,
+    /// Its validation error, percent (none without a validation split).
+    pub best_valid_error: Option<f64>,
     /// Its test error, percent, when the test set was evaluated every epoch.
     pub test_error_at_best: Option<f64>,
     /// Epochs finished.
@@ -423,7 +445,7 @@ impl Summary {
         let best = table.best()?;
         Some(Self {
             best_epoch: best.epoch,
-            best_valid_error: best.valid_error,
+            best_valid_error: Some(best.valid_error).filter(|e| e.is_finite()),
             test_error_at_best: best.test_error,
             epochs_done: table.rows.last().map_or(0, |r| r.epoch),
             epochs_planned: planned,
@@ -476,9 +498,12 @@ mod tests {
     #[test]
     fn keeps_the_last_and_the_best_checkpoint() {
         let table = Arc::new(Mutex::new(RunTable::default()));
-        let mut strategy = KeepLastAndBest::new(table.clone(), vec![]);
+        let dir = std::env::temp_dir().join(format!("sd-train-keep-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        let mut strategy = KeepLastAndBest::new(table.clone(), path.clone(), vec![]);
         let mut run = |epoch: usize, err: f64| {
-            table.lock().unwrap().rows.push(row(epoch, err));
+            table.lock().unwrap().pending = Some(row(epoch, err));
             let actions = strategy.plan(epoch);
             actions
                 .iter()
@@ -493,5 +518,15 @@ mod tests {
         assert_eq!(run(3, 45.0), Vec::<usize>::new(), "2 is best, 3 is last");
         assert_eq!(run(4, 44.0), vec![3]);
         assert_eq!(run(5, 30.0), vec![2, 4]);
+        assert_eq!(RunTable::read(&path).unwrap().rows.len(), 5, "each saved epoch has its row");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn without_validation_errors_the_last_epoch_is_best() {
+        let rows = vec![row(1, f64::NAN), row(2, f64::NAN)];
+        assert_eq!(RunTable { rows, pending: None }.best().unwrap().epoch, 2);
+        let rows = vec![row(1, 30.0), row(2, f64::NAN), row(3, 40.0)];
+        assert_eq!(RunTable { rows, pending: None }.best().unwrap().epoch, 1);
     }
 }

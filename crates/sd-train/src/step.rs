@@ -137,8 +137,9 @@ struct ZeroFill<'a> {
 
 impl ModuleVisitor for ZeroFill<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.grads.get::<D>(param.id).is_none() {
-            let value = param.val();
+        // Trainable parameters only: batch-norm running statistics are visited too.
+        let value = param.val();
+        if value.is_require_grad() && self.grads.get::<D>(param.id).is_none() {
             let zeros = Tensor::<D>::zeros(value.shape(), &value.device().inner());
             self.grads.register(param.id, zeros);
         }

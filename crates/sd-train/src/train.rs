@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::train::logger::FileMetricLogger;
 use burn::train::metric::{CpuMemory, CpuUse, LearningRateMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
@@ -69,6 +70,24 @@ pub fn validate(config: &TrainingConfig) -> Result<(), TrainError> {
     if !(wd.is_finite() && wd >= 0.0) {
         return Err(TrainError::setting("weight-decay", wd, "a number >= 0"));
     }
+    let momentum = config.optimizer.momentum;
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(TrainError::setting("optimizer.momentum", momentum, "in [0, 1)"));
+    }
+    let dampening = config.optimizer.dampening;
+    if !(0.0..=1.0).contains(&dampening) {
+        return Err(TrainError::setting("optimizer.dampening", dampening, "in [0, 1]"));
+    }
+    let gamma = config.schedule.gamma;
+    if !(gamma > 0.0 && gamma <= 1.0) {
+        return Err(TrainError::setting("schedule.gamma", gamma, "in (0, 1]"));
+    }
+    if config.data.max_train == Some(0) {
+        return Err(TrainError::setting("max-train", 0, "at least 1 (or no cap)"));
+    }
+    if config.data.max_eval == Some(0) {
+        return Err(TrainError::setting("max-eval", 0, "at least 1 (or no cap)"));
+    }
     Ok(())
 }
 
@@ -81,10 +100,15 @@ pub fn load_run_config(out: &Path) -> Result<TrainingConfig, TrainError> {
             problem: "no config.json: not a run folder (train one with `cargo xtask train`)".into(),
         });
     }
-    TrainingConfig::load(&path).map_err(|e| TrainError::Corrupt {
-        path,
+    let config = TrainingConfig::load(&path).map_err(|e| TrainError::Corrupt {
+        path: path.clone(),
         problem: format!("not a training config: {e}"),
-    })
+    })?;
+    validate(&config).map_err(|e| TrainError::Corrupt {
+        path,
+        problem: format!("invalid setting: {e}"),
+    })?;
+    Ok(config)
 }
 
 /// Trains `config` into `opts.out`, or resumes the run there.
@@ -101,20 +125,26 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         });
     }
 
-    // Data first: a bad path fails before a run folder is created.
-    let mut config = match opts.resume {
-        true => resume_config(config, opts)?,
-        false => config,
-    };
-    let data = load_data(&config)?;
-    config.model.num_classes = data.classes().len();
-    let config = prepare_run_folder(config, opts)?;
-    validate(&config)?;
-
     // Resume point: the last epoch with a metrics row and all three checkpoint files.
     let checkpoint_dir = opts.out.join("checkpoint");
     let metrics_path = opts.out.join("metrics.csv");
     let (table, start_epoch) = resume_point(opts, &checkpoint_dir, &metrics_path)?;
+    if start_epoch > config.epochs {
+        let expected = format!("at least {start_epoch}, the epochs this run has finished");
+        return Err(TrainError::setting("epochs", config.epochs, &expected));
+    }
+
+    // Data first: a bad path fails before a run folder is created.
+    let mut config = config;
+    let data = load_data(&config)?;
+    if opts.interrupter.should_stop() {
+        return Err(TrainError::Run {
+            path: opts.out.clone(),
+            problem: "interrupted while loading the data; nothing was written".into(),
+        });
+    }
+    config.model.num_classes = data.classes().len();
+    let config = prepare_run_folder(config, opts)?;
     let Loaders {
         train,
         eval,
@@ -133,6 +163,9 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         &milestones,
         iterations_per_epoch,
     );
+    if start_epoch > 0 {
+        check_checkpoint(&checkpoint_dir, start_epoch, &model)?;
+    }
     let learner = Learner::new(model, config.optimizer.sgd().init(), scheduler);
 
     let table = Arc::new(Mutex::new(table));
@@ -155,13 +188,9 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
             AtomicCheckpointer::new(&checkpoint_dir, "optim"),
             AtomicCheckpointer::new(&checkpoint_dir, "scheduler"),
         )
-        .with_checkpointing_strategy(KeepLastAndBest::new(table.clone(), kept))
+        .with_checkpointing_strategy(KeepLastAndBest::new(table.clone(), metrics_path, kept))
         .with_metric_logger(FileMetricLogger::new(opts.out.clone()))
-        .with_metric_logger(CsvLogger::new(
-            metrics_path.clone(),
-            table.clone(),
-            config.test_every_epoch,
-        ))
+        .with_metric_logger(CsvLogger::new(table.clone(), config.test_every_epoch))
         .with_interrupter(opts.interrupter.clone())
         .num_epochs(config.epochs);
     if config.test_every_epoch {
@@ -218,11 +247,20 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     })
 }
 
-/// On resume, the saved config; only the number of epochs may change.
-fn resume_config(config: TrainingConfig, opts: &RunOptions) -> Result<TrainingConfig, TrainError> {
-    let mut saved = load_run_config(&opts.out)?;
-    saved.epochs = config.epochs;
-    Ok(saved)
+/// Checks that the checkpoint of `epoch` loads, and fits `model`, before the
+/// learner (which panics on a bad file) reads it.
+fn check_checkpoint(dir: &Path, epoch: usize, model: &Classifier) -> Result<(), TrainError> {
+    let corrupt = |part: &str, e: &dyn std::fmt::Display| TrainError::Corrupt {
+        path: AtomicCheckpointer::path(dir, part, epoch),
+        problem: format!("unreadable checkpoint ({e}); delete it to resume from the epoch before"),
+    };
+    let path = |part: &str| AtomicCheckpointer::path(dir, part, epoch);
+    let record = burn::store::ModuleRecord::load(path("model")).map_err(|e| corrupt("model", &e))?;
+    model.clone().try_load_record(record).map_err(|e| corrupt("model", &e))?;
+    burn::optim::OptimizerRecord::load(path("optim")).map_err(|e| corrupt("optim", &e))?;
+    burn::optim::lr_scheduler::LrSchedulerRecord::load(path("scheduler"))
+        .map_err(|e| corrupt("scheduler", &e))?;
+    Ok(())
 }
 
 /// Creates the run folder and saves the config (again, on resume).
