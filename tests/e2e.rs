@@ -343,3 +343,58 @@ fn csv_rows_or_empty(path: &Path) -> usize {
         .map(|t| t.lines().count().saturating_sub(1))
         .unwrap_or(0)
 }
+
+#[test]
+fn a_resumed_run_keeps_its_settings_and_names_a_bad_checkpoint() {
+    let dir = workdir("resume-guard");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    ok(xtask(&dir, &train_args(data, "run", "1")));
+    let before = fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+
+    let err = fails(xtask(
+        &dir,
+        &["train", "--out", "run", "--resume", "--depth", "20"],
+    ));
+    assert!(
+        err.contains("--depth") && err.contains("config.json"),
+        "{err}"
+    );
+
+    // A truncated checkpoint is named, not a panic.
+    let model = dir.join("run/checkpoint/model-1.bpk");
+    let bytes = fs::read(&model).unwrap();
+    fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = xtask(
+        &dir,
+        &[
+            "train", "--out", "run", "--resume", "--epochs", "2", "--plain",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "an error, not a panic");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model-1.bpk"), "{err}");
+    assert_eq!(
+        fs::read_to_string(dir.join("run/metrics.csv")).unwrap(),
+        before
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn without_a_validation_split_the_last_epoch_is_evaluated() {
+    let dir = workdir("noval");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    let mut args = train_args(data, "run", "2");
+    let at = args.iter().position(|a| *a == "--val-size").unwrap();
+    args[at + 1] = "0";
+    ok(xtask(&dir, &args));
+    let summary: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("run/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["best_epoch"], 2);
+    assert!(summary["best_valid_error"].is_null());
+    let text = ok(xtask(&dir, &["eval", "--run", "run"]));
+    assert!(text.contains("best validation epoch: 2"), "{text}");
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -300,7 +300,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     println!(
         "{}: best validation error {} at epoch {}{}; {} of {} epochs, {:.0} s of training; run folder {}",
         summary.status,
-        summary.best_valid_error.map_or("n/a (no validation split)".into(), |e| format!("{e:.2}%")),
+        summary
+            .best_valid_error
+            .map_or("n/a (no validation split)".into(), |e| format!("{e:.2}%")),
         summary.best_epoch,
         summary
             .test_error_at_best

@@ -119,15 +119,21 @@ impl EpochRow {
 
 /// The epochs of a run so far, shared by the CSV logger and the checkpoint strategy.
 ///
-/// The logger records an epoch's row when its validation ends; the row is
-/// committed to `metrics.csv` only when the epoch is checkpointed, so an epoch
-/// interrupted during validation leaves no row without a checkpoint.
+/// The logger offers an epoch's row when its validation ends; the checkpoint
+/// strategy marks the epoch saved. The row reaches `metrics.csv` once both
+/// happened (burn-train's metric events arrive on another thread, so either
+/// may come first), so an epoch interrupted during validation, which Burn does
+/// not checkpoint, leaves no row behind.
 #[derive(Debug, Default, Clone)]
 pub struct RunTable {
     /// Finished (checkpointed) epochs, in order.
     pub rows: Vec<EpochRow>,
-    /// The row of the epoch whose checkpoint is not saved yet.
-    pub pending: Option<EpochRow>,
+    /// Rows whose epoch is not marked saved yet.
+    pub pending: Vec<EpochRow>,
+    /// Epochs marked saved whose row has not arrived yet.
+    pub saved: Vec<usize>,
+    /// Where the rows are written; `None` keeps them in memory.
+    pub path: Option<PathBuf>,
 }
 
 impl RunTable {
@@ -150,7 +156,12 @@ impl RunTable {
             })?;
             rows.push(row);
         }
-        Ok(Self { rows, pending: None })
+        Ok(Self {
+            rows,
+            pending: vec![],
+            saved: vec![],
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// Writes `metrics.csv` atomically.
@@ -175,18 +186,37 @@ impl RunTable {
         best.or(self.rows.last())
     }
 
-    /// Moves the pending row of `epoch` into the finished rows.
-    fn commit(&mut self, epoch: usize) -> bool {
-        match self.pending.take() {
-            Some(row) if row.epoch == epoch => {
-                self.rows.retain(|r| r.epoch < epoch);
-                self.rows.push(row);
-                true
-            }
-            other => {
-                self.pending = other;
-                false
-            }
+    /// The row of an epoch whose validation has ended.
+    pub fn offer_row(&mut self, row: EpochRow) {
+        self.pending.retain(|r| r.epoch != row.epoch);
+        self.pending.push(row);
+        self.settle();
+    }
+
+    /// An epoch whose checkpoint is being saved.
+    pub fn mark_saved(&mut self, epoch: usize) {
+        self.saved.push(epoch);
+        self.settle();
+    }
+
+    /// Commits the rows of saved epochs and writes `metrics.csv` if any was.
+    fn settle(&mut self) {
+        let mut committed = false;
+        while let Some(i) = self
+            .pending
+            .iter()
+            .position(|r| self.saved.contains(&r.epoch))
+        {
+            let row = self.pending.remove(i);
+            self.saved.retain(|&e| e != row.epoch);
+            self.rows.retain(|r| r.epoch < row.epoch);
+            self.rows.push(row);
+            committed = true;
+        }
+        if let (true, Some(path)) = (committed, &self.path)
+            && let Err(e) = self.write(path)
+        {
+            log::error!("cannot write {}: {e}", path.display());
         }
     }
 }
@@ -287,7 +317,7 @@ impl MetricLogger for CsvLogger {
                     first_layer_grad: self.value(true, "First-layer gradient"),
                 };
                 let mut table = self.table.lock().expect("the run table is never poisoned");
-                table.pending = Some(row);
+                table.offer_row(row);
                 self.values.clear();
             }
             Split::Test(_) => {}
@@ -295,19 +325,21 @@ impl MetricLogger for CsvLogger {
     }
 }
 
-/// Commits each checkpointed epoch's row to `metrics.csv`, and keeps the
+/// Marks each checkpointed epoch saved in the [`RunTable`], and keeps the
 /// checkpoints of the last epoch and of the best epoch on validation.
+///
+/// Best is judged on the rows present: a row that arrives after its epoch's
+/// checkpoint only counts from the next epoch on, so at most one extra
+/// checkpoint is kept for one epoch, never one too few.
 pub struct KeepLastAndBest {
     table: Arc<Mutex<RunTable>>,
-    path: PathBuf,
     kept: Vec<usize>,
 }
 
 impl KeepLastAndBest {
-    /// Writes `metrics.csv` at `path`; `kept`: epochs whose checkpoints are
-    /// already on disk (on resume).
-    pub fn new(table: Arc<Mutex<RunTable>>, path: PathBuf, kept: Vec<usize>) -> Self {
-        Self { table, path, kept }
+    /// `kept`: epochs whose checkpoints are already on disk (on resume).
+    pub fn new(table: Arc<Mutex<RunTable>>, kept: Vec<usize>) -> Self {
+        Self { table, kept }
     }
 }
 
@@ -316,11 +348,7 @@ impl KeepLastAndBest {
     fn plan(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
         let best = {
             let mut table = self.table.lock().expect("the run table is never poisoned");
-            if table.commit(epoch)
-                && let Err(e) = table.write(&self.path)
-            {
-                log::error!("cannot write {}: {e}", self.path.display());
-            }
+            table.mark_saved(epoch);
             table.best().map(|r| r.epoch)
         };
         let mut actions = vec![CheckpointingAction::Save];
@@ -501,9 +529,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sd-train-keep-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
-        let mut strategy = KeepLastAndBest::new(table.clone(), path.clone(), vec![]);
+        table.lock().unwrap().path = Some(path.clone());
+        let mut strategy = KeepLastAndBest::new(table.clone(), vec![]);
         let mut run = |epoch: usize, err: f64| {
-            table.lock().unwrap().pending = Some(row(epoch, err));
+            table.lock().unwrap().offer_row(row(epoch, err));
             let actions = strategy.plan(epoch);
             actions
                 .iter()
@@ -518,15 +547,57 @@ mod tests {
         assert_eq!(run(3, 45.0), Vec::<usize>::new(), "2 is best, 3 is last");
         assert_eq!(run(4, 44.0), vec![3]);
         assert_eq!(run(5, 30.0), vec![2, 4]);
-        assert_eq!(RunTable::read(&path).unwrap().rows.len(), 5, "each saved epoch has its row");
+        assert_eq!(
+            RunTable::read(&path).unwrap().rows.len(),
+            5,
+            "each saved epoch has its row"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn without_validation_errors_the_last_epoch_is_best() {
         let rows = vec![row(1, f64::NAN), row(2, f64::NAN)];
-        assert_eq!(RunTable { rows, pending: None }.best().unwrap().epoch, 2);
+        assert_eq!(
+            RunTable {
+                rows,
+                ..Default::default()
+            }
+            .best()
+            .unwrap()
+            .epoch,
+            2
+        );
         let rows = vec![row(1, 30.0), row(2, f64::NAN), row(3, 40.0)];
-        assert_eq!(RunTable { rows, pending: None }.best().unwrap().epoch, 1);
+        assert_eq!(
+            RunTable {
+                rows,
+                ..Default::default()
+            }
+            .best()
+            .unwrap()
+            .epoch,
+            1
+        );
+    }
+
+    #[test]
+    fn a_row_is_committed_once_its_epoch_is_saved_in_either_order() {
+        let mut table = RunTable::default();
+        table.offer_row(row(1, 50.0));
+        assert!(table.rows.is_empty(), "not saved yet");
+        table.mark_saved(1);
+        assert_eq!(table.rows.len(), 1);
+        table.mark_saved(2);
+        assert_eq!(table.rows.len(), 1, "no row yet");
+        table.offer_row(row(2, 40.0));
+        assert_eq!(
+            table.rows.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // An epoch interrupted during validation: a row, never saved.
+        table.offer_row(row(3, 10.0));
+        assert_eq!(table.rows.len(), 2);
+        assert_eq!(table.best().unwrap().epoch, 2);
     }
 }

@@ -72,18 +72,30 @@ pub fn validate(config: &TrainingConfig) -> Result<(), TrainError> {
     }
     let momentum = config.optimizer.momentum;
     if !(0.0..1.0).contains(&momentum) {
-        return Err(TrainError::setting("optimizer.momentum", momentum, "in [0, 1)"));
+        return Err(TrainError::setting(
+            "optimizer.momentum",
+            momentum,
+            "in [0, 1)",
+        ));
     }
     let dampening = config.optimizer.dampening;
     if !(0.0..=1.0).contains(&dampening) {
-        return Err(TrainError::setting("optimizer.dampening", dampening, "in [0, 1]"));
+        return Err(TrainError::setting(
+            "optimizer.dampening",
+            dampening,
+            "in [0, 1]",
+        ));
     }
     let gamma = config.schedule.gamma;
     if !(gamma > 0.0 && gamma <= 1.0) {
         return Err(TrainError::setting("schedule.gamma", gamma, "in (0, 1]"));
     }
     if config.data.max_train == Some(0) {
-        return Err(TrainError::setting("max-train", 0, "at least 1 (or no cap)"));
+        return Err(TrainError::setting(
+            "max-train",
+            0,
+            "at least 1 (or no cap)",
+        ));
     }
     if config.data.max_eval == Some(0) {
         return Err(TrainError::setting("max-eval", 0, "at least 1 (or no cap)"));
@@ -168,6 +180,8 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     }
     let learner = Learner::new(model, config.optimizer.sgd().init(), scheduler);
 
+    let mut table = table;
+    table.path = Some(metrics_path.clone());
     let table = Arc::new(Mutex::new(table));
     let non_finite: NonFiniteLoss = Arc::new(Mutex::new(None));
     let kept = complete_checkpoints(&checkpoint_dir);
@@ -188,7 +202,7 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
             AtomicCheckpointer::new(&checkpoint_dir, "optim"),
             AtomicCheckpointer::new(&checkpoint_dir, "scheduler"),
         )
-        .with_checkpointing_strategy(KeepLastAndBest::new(table.clone(), metrics_path, kept))
+        .with_checkpointing_strategy(KeepLastAndBest::new(table.clone(), kept))
         .with_metric_logger(FileMetricLogger::new(opts.out.clone()))
         .with_metric_logger(CsvLogger::new(table.clone(), config.test_every_epoch))
         .with_interrupter(opts.interrupter.clone())
@@ -206,7 +220,10 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
     let result = training.launch(learner);
     drop(result.renderer);
 
-    let table = table.lock().expect("the run table is never poisoned").clone();
+    let table = table
+        .lock()
+        .expect("the run table is never poisoned")
+        .clone();
     let finished = table.rows.last().is_some_and(|r| r.epoch >= config.epochs);
     let status = match (&result.error, finished) {
         (Some(e), _) => format!("failed: {e}"),
@@ -255,8 +272,12 @@ fn check_checkpoint(dir: &Path, epoch: usize, model: &Classifier) -> Result<(), 
         problem: format!("unreadable checkpoint ({e}); delete it to resume from the epoch before"),
     };
     let path = |part: &str| AtomicCheckpointer::path(dir, part, epoch);
-    let record = burn::store::ModuleRecord::load(path("model")).map_err(|e| corrupt("model", &e))?;
-    model.clone().try_load_record(record).map_err(|e| corrupt("model", &e))?;
+    let record =
+        burn::store::ModuleRecord::load(path("model")).map_err(|e| corrupt("model", &e))?;
+    model
+        .clone()
+        .try_load_record(record)
+        .map_err(|e| corrupt("model", &e))?;
     burn::optim::OptimizerRecord::load(path("optim")).map_err(|e| corrupt("optim", &e))?;
     burn::optim::lr_scheduler::LrSchedulerRecord::load(path("scheduler"))
         .map_err(|e| corrupt("scheduler", &e))?;
