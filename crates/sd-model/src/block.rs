@@ -33,7 +33,7 @@ pub enum ShortcutKind {
 }
 
 /// The MSR initialisation of the paper's code: normal with std `sqrt(2 / n)`,
-/// `n = k * k * out_channels`.
+/// `n = k * k * out_channels`; biases start at zero.
 pub(crate) fn msr_init() -> Initializer {
     Initializer::KaimingNormal {
         gain: std::f64::consts::SQRT_2,
@@ -49,12 +49,17 @@ pub(crate) fn conv(
     device: &Device,
 ) -> Conv2d {
     let pad = kernel / 2;
-    Conv2dConfig::new(channels, [kernel, kernel])
+    let mut conv = Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(bias)
         .with_initializer(msr_init())
-        .init(device)
+        .init(device);
+    // The paper's code zeroes the biases; Burn would draw them like the weights.
+    if bias {
+        conv.bias = Some(Initializer::Zeros.init([channels[1]], device));
+    }
+    conv
 }
 
 /// The shortcut of a block.

@@ -299,6 +299,17 @@ fn resnet_110_has_the_papers_parameter_count() {
     let model = CifarResNetConfig::new().with_conv_bias(false).init(&device);
     assert_eq!(trainable_params(&model), 1_727_962);
     assert!((CifarResNetConfig::new().init(&device).expected_depth() - 40.25).abs() < 1e-9);
+    // The paper's initialisation: zero biases, weights with std sqrt(2 / (9 * 16)).
+    let model = resnet20(SurvivalRule::default(), &device);
+    let bias = values(model.blocks[0].conv1.bias.as_ref().unwrap().val());
+    assert!(bias.iter().all(|b| *b == 0.0));
+    let w = values(model.blocks[0].conv1.weight.val());
+    let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+    let expected = (2.0f32 / (9.0 * 16.0)).sqrt();
+    assert!(
+        (std / expected - 1.0).abs() < 0.15,
+        "std {std} vs {expected}"
+    );
 }
 
 #[test]

@@ -510,6 +510,7 @@ mod tests {
         let path = dir.join("metrics.csv");
         let table = RunTable {
             rows: vec![row(1, 50.0), row(2, 40.0)],
+            ..Default::default()
         };
         table.write(&path).unwrap();
         assert_eq!(RunTable::read(&path).unwrap().rows, table.rows);
