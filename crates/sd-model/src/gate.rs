@@ -178,6 +178,18 @@ impl GateSampler {
     }
 }
 
+impl Default for Granularity {
+    fn default() -> Self {
+        Self::Batch
+    }
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self::AtTest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,17 +304,5 @@ mod tests {
         };
         assert_eq!(gates.blocks_run(), 2);
         assert_eq!(gates.effective_depth(), 1.5);
-    }
-}
-
-impl Default for Granularity {
-    fn default() -> Self {
-        Self::Batch
-    }
-}
-
-impl Default for Scaling {
-    fn default() -> Self {
-        Self::AtTest
     }
 }
