@@ -94,6 +94,24 @@ impl LrScheduleConfig {
     }
 }
 
+impl TrainingConfig {
+    /// The paper's recipe for `data`: its CIFAR recipe (the defaults), or for
+    /// SVHN its Section 4 SVHN recipe: a 152-layer ResNet trained for 50
+    /// epochs, the learning rate divided by 10 after epochs 30 and 35 (and no
+    /// augmentation, which the data set's kind selects).
+    pub fn paper(data: DatasetConfig) -> Self {
+        let svhn = data.kind == sd_data::DatasetKind::Svhn;
+        let config = Self::new(data);
+        match svhn {
+            false => config,
+            true => config
+                .with_model(CifarResNetConfig::new().with_depth(152))
+                .with_epochs(50)
+                .with_schedule(LrScheduleConfig::new().with_milestones(Some(vec![30, 35]))),
+        }
+    }
+}
+
 /// Everything a training run needs; saved as `config.json` in the run folder.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
@@ -121,4 +139,33 @@ pub struct TrainingConfig {
     /// the paper's Figure 3). Default: true.
     #[config(default = true)]
     pub test_every_epoch: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sd_data::DatasetKind;
+
+    #[test]
+    fn the_paper_recipes() {
+        let cifar = TrainingConfig::paper(DatasetConfig::new(DatasetKind::Cifar10));
+        assert_eq!(
+            (cifar.model.depth, cifar.epochs, cifar.batch_size),
+            (110, 500, 128)
+        );
+        assert_eq!(cifar.schedule.milestones_for(cifar.epochs), [250, 375]);
+        assert_eq!(cifar.optimizer.dampening, 0.0);
+        assert!(cifar.optimizer.nesterov);
+        let svhn = TrainingConfig::paper(DatasetConfig::new(DatasetKind::Svhn));
+        assert_eq!((svhn.model.depth, svhn.epochs), (152, 50));
+        assert_eq!(svhn.schedule.milestones_for(svhn.epochs), [30, 35]);
+    }
+
+    #[test]
+    fn short_runs_drop_degenerate_milestones() {
+        let schedule = LrScheduleConfig::new();
+        assert_eq!(schedule.milestones_for(1), Vec::<usize>::new());
+        assert_eq!(schedule.milestones_for(2), [1]);
+        assert_eq!(schedule.milestones_for(5), [2, 3]);
+    }
 }
