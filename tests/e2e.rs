@@ -248,6 +248,14 @@ fn a_config_file_composes_with_flags() {
     args.extend_from_slice(&["--config", "bad.json"]);
     let err = fails(xtask(&dir, &args));
     assert!(err.contains("model.dpeth"), "{err}");
+
+    // Inside an enum variant too.
+    let typo = r#"{"model": {"survival": {"LinearDecay": {"p_last": 0.3, "p_lats": 1}}}}"#;
+    fs::write(dir.join("typo.json"), typo).unwrap();
+    let mut args = train_args(data, "run3", "1");
+    args.extend_from_slice(&["--config", "typo.json"]);
+    let err = fails(xtask(&dir, &args));
+    assert!(err.contains("model.survival.LinearDecay.p_lats"), "{err}");
     fs::remove_dir_all(dir).unwrap();
 }
 

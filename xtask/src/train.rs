@@ -114,6 +114,20 @@ fn merge(base: &mut Value, patch: Value, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first key of `given` that `canonical` does not have, as a dotted path.
+fn unknown_key(given: &Value, canonical: &Value, path: &str) -> Option<String> {
+    let (Value::Object(given), Value::Object(canonical)) = (given, canonical) else {
+        return None;
+    };
+    given.iter().find_map(|(key, value)| {
+        let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        match canonical.get(key) {
+            None => Some(here),
+            Some(c) => unknown_key(value, c, &here),
+        }
+    })
+}
+
 fn survival_rule(
     schedule: Option<&str>,
     p_last: Option<f64>,
@@ -159,8 +173,13 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
         data_seed_in_file = patch.get("data").and_then(|d| d.get("seed")).is_some();
         let mut base = serde_json::to_value(&config).expect("a config serialises");
         merge(&mut base, patch, "").with_context(|| format!("in {}", file.display()))?;
-        config = serde_json::from_value(base)
+        config = serde_json::from_value(base.clone())
             .with_context(|| format!("{} is not a training config", file.display()))?;
+        // Keys serde skipped (inside an enum variant, say) are typos too.
+        let canonical = serde_json::to_value(&config).expect("a config serialises");
+        if let Some(key) = unknown_key(&base, &canonical, "") {
+            bail!("unknown config key `{key}` in {}", file.display());
+        }
     }
     if args.dataset.is_some() {
         config.data.kind = data_kind(dataset)?;
