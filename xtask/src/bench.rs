@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::Args;
-use sd_model::{CifarResNet, CifarResNetConfig, GateSampler, StepGates};
+use sd_model::{CifarResNet, CifarResNetConfig, GateSampler, StepGates, StochasticResNet};
 use sd_train::Backend;
 
 #[derive(Args)]

@@ -120,7 +120,11 @@ fn unknown_key(given: &Value, canonical: &Value, path: &str) -> Option<String> {
         return None;
     };
     given.iter().find_map(|(key, value)| {
-        let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        let here = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
         match canonical.get(key) {
             None => Some(here),
             Some(c) => unknown_key(value, c, &here),

@@ -25,6 +25,7 @@
 //! ```
 //! use burn::tensor::{Device, Tensor};
 //! use sd_model::gate::GateSampler;
+//! use sd_model::StochasticResNet;
 //! use sd_model::resnet::CifarResNetConfig;
 //!
 //! let device = Device::flex();
@@ -49,6 +50,7 @@ pub mod survival;
 pub use gate::{Gate, GateSampler, Granularity, Scaling, StepGates};
 pub use resnet::{
     CifarResNet, CifarResNetConfig, ImageNetResNet, ImageNetResNetConfig, ModelError,
+    StochasticResNet,
 };
 pub use stochastic_depth::{Pass, StochasticDepth, StochasticDepthConfig};
 pub use survival::{SurvivalError, SurvivalRule};

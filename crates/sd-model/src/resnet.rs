@@ -147,46 +147,16 @@ pub struct CifarResNet {
     pub granularity: Granularity,
 }
 
-impl CifarResNet {
-    /// Evaluation: every block runs, deterministically.
-    ///
-    /// # Shapes
-    ///
-    /// `[batch, 3, h, w]` -> `[batch, num_classes]`
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.run(images, |_| Pass::Eval)
-    }
-
-    /// A training step's forward pass with the given gates, one per block.
-    ///
-    /// # Panics
-    ///
-    /// If `gates` does not hold one gate per block.
-    pub fn forward_stochastic(&self, images: Tensor<4>, gates: &StepGates) -> Tensor<2> {
-        assert_eq!(
-            gates.blocks.len(),
-            self.blocks.len(),
-            "one gate per residual block"
-        );
-        self.run(images, |l| Pass::Train(&gates.blocks[l]))
-    }
-
-    /// Draws the gates of training step `step` from `sampler`.
-    pub fn draw_gates(&self, sampler: &GateSampler, step: u64, batch: usize) -> StepGates {
-        sampler.draw(step, &self.survival, self.granularity, batch)
-    }
-
-    /// Survival probabilities `p_1..p_L`.
-    pub fn survival(&self) -> &[f64] {
+impl StochasticResNet for CifarResNet {
+    fn survival(&self) -> &[f64] {
         &self.survival
     }
 
-    /// Expected number of blocks run in a training step.
-    pub fn expected_depth(&self) -> f64 {
-        self.survival.iter().sum()
+    fn granularity(&self) -> Granularity {
+        self.granularity
     }
 
-    fn run<'g>(&self, images: Tensor<4>, pass: impl Fn(usize) -> Pass<'g>) -> Tensor<2> {
+    fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2> {
         // Stem.
         let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
 
@@ -199,6 +169,49 @@ impl CifarResNet {
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
         self.fc.forward(pooled)
+    }
+}
+
+/// What the paper's networks share: a stem, residual blocks with stochastic
+/// depth, a head; an evaluation pass and a stochastic training pass.
+pub trait StochasticResNet {
+    /// Survival probabilities `p_1..p_L`.
+    fn survival(&self) -> &[f64];
+
+    /// Gate granularity.
+    fn granularity(&self) -> Granularity;
+
+    /// Stem, blocks (block `l` makes pass `pass(l)`), head.
+    fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2>;
+
+    /// Evaluation: every block runs, deterministically.
+    ///
+    /// # Shapes
+    ///
+    /// `[batch, 3, h, w]` -> `[batch, num_classes]`
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.run(images, &|_| Pass::Eval)
+    }
+
+    /// A training step's forward pass with the given gates, one per block.
+    ///
+    /// # Panics
+    ///
+    /// If `gates` does not hold one gate per block.
+    fn forward_stochastic(&self, images: Tensor<4>, gates: &StepGates) -> Tensor<2> {
+        let blocks = self.survival().len();
+        assert_eq!(gates.blocks.len(), blocks, "one gate per residual block");
+        self.run(images, &|l| Pass::Train(&gates.blocks[l]))
+    }
+
+    /// Draws the gates of training step `step` from `sampler`.
+    fn draw_gates(&self, sampler: &GateSampler, step: u64, batch: usize) -> StepGates {
+        sampler.draw(step, self.survival(), self.granularity(), batch)
+    }
+
+    /// Expected number of blocks run in a training step.
+    fn expected_depth(&self) -> f64 {
+        self.survival().iter().sum()
     }
 }
 
@@ -293,36 +306,16 @@ pub struct ImageNetResNet {
     pub granularity: Granularity,
 }
 
-impl ImageNetResNet {
-    /// Evaluation: every block runs, deterministically.
-    ///
-    /// # Shapes
-    ///
-    /// `[batch, 3, h, w]` -> `[batch, num_classes]`
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.run(images, |_| Pass::Eval)
+impl StochasticResNet for ImageNetResNet {
+    fn survival(&self) -> &[f64] {
+        &self.survival
     }
 
-    /// A training step's forward pass with the given gates, one per block.
-    ///
-    /// # Panics
-    ///
-    /// If `gates` does not hold one gate per block.
-    pub fn forward_stochastic(&self, images: Tensor<4>, gates: &StepGates) -> Tensor<2> {
-        assert_eq!(
-            gates.blocks.len(),
-            self.blocks.len(),
-            "one gate per residual block"
-        );
-        self.run(images, |l| Pass::Train(&gates.blocks[l]))
+    fn granularity(&self) -> Granularity {
+        self.granularity
     }
 
-    /// Draws the gates of training step `step` from `sampler`.
-    pub fn draw_gates(&self, sampler: &GateSampler, step: u64, batch: usize) -> StepGates {
-        sampler.draw(step, &self.survival, self.granularity, batch)
-    }
-
-    fn run<'g>(&self, images: Tensor<4>, pass: impl Fn(usize) -> Pass<'g>) -> Tensor<2> {
+    fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2> {
         // Stem: [b, 3, h, w] -> [b, 64, h / 4, w / 4].
         let x = relu(self.bn1.forward(self.conv1.forward(images)));
         let mut x = self.pool.forward(x);

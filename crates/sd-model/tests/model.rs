@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
+use sd_model::StochasticResNet;
 use sd_model::block::{BasicBlock, BlockOptions, ShortcutKind};
 use sd_model::gate::{Gate, GateSampler, Granularity, Scaling, StepGates};
 use sd_model::resnet::{CifarResNet, CifarResNetConfig, ImageNetResNetConfig, trainable_params};

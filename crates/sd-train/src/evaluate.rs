@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
+use sd_model::StochasticResNet;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;

@@ -15,7 +15,7 @@ use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use sd_model::{CifarResNet, GateSampler};
+use sd_model::{CifarResNet, GateSampler, StochasticResNet};
 
 use crate::config::DroppedBlockUpdate;
 use crate::metrics::{Part, StepOutput};
