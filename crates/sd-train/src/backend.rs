@@ -79,15 +79,14 @@ impl Backend {
                     ""
                 }
             ))),
-            None => Err(TrainError::setting(
-                "--device",
-                index,
-                &format!(
-                    "an index below {} (the {self} backend has that many devices; \
-                     see `cargo xtask devices`)",
-                    self.devices().len()
-                ),
-            )),
+            None => {
+                let count = self.devices().len();
+                let expected = format!(
+                    "an index below {count}: the {self} backend has {count} device(s); \
+                     see `cargo xtask devices`"
+                );
+                Err(TrainError::setting("--device", index, &expected))
+            }
         }
     }
 }
