@@ -368,6 +368,15 @@ fn a_resumed_run_keeps_its_settings_and_names_a_bad_checkpoint() {
         err.contains("--depth") && err.contains("config.json"),
         "{err}"
     );
+    // The original command plus --resume repeats the run's settings: accepted,
+    // and with nothing left to train, said so.
+    let mut again = train_args(data, "run", "1");
+    again.push("--resume");
+    let err = fails(xtask(&dir, &again));
+    assert!(
+        !err.contains("differs") && err.contains("already finished"),
+        "{err}"
+    );
 
     // A truncated checkpoint is named, not a panic.
     let model = dir.join("run/checkpoint/model-1.bpk");

@@ -42,6 +42,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "test error: {:.2}% on {} images",
         report.test_error, report.test_images
     );
+    println!("accuracy per class:");
     for class in &report.per_class {
         println!(
             "  {:<12} {:>6.2}% of {}",

@@ -202,19 +202,10 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
         )?;
     }
     if let Some(g) = &args.granularity {
-        config.model.granularity = match g.as_str() {
-            "batch" => Granularity::Batch,
-            "sample" => Granularity::Sample,
-            "sample-masked" => Granularity::SampleMasked,
-            other => bail!("--granularity {other}: expected batch, sample or sample-masked"),
-        };
+        config.model.granularity = granularity(g)?;
     }
     if let Some(s) = &args.scaling {
-        config.model.scaling = match s.as_str() {
-            "test" => Scaling::AtTest,
-            "train" => Scaling::AtTrain,
-            other => bail!("--scaling {other}: expected test or train"),
-        };
+        config.model.scaling = scaling(s)?;
     }
     macro_rules! set {
         ($flag:ident => $($field:ident).+) => {
@@ -252,30 +243,83 @@ pub fn resolve(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
 /// On `--resume`, the run's saved config; only the length of the run and the
 /// data's location may change.
 fn resume_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
-    let fixed = [
-        ("--dataset", args.dataset.is_some()),
-        ("--depth", args.depth.is_some()),
-        ("--schedule", args.schedule.is_some()),
-        ("--p-last", args.p_last.is_some()),
-        ("--granularity", args.granularity.is_some()),
-        ("--scaling", args.scaling.is_some()),
-        ("--batch-size", args.batch_size.is_some()),
-        ("--lr", args.lr.is_some()),
-        ("--milestones", args.milestones.is_some()),
-        ("--val-size", args.val_size.is_some()),
-        ("--max-train", args.max_train.is_some()),
-        ("--max-eval", args.max_eval.is_some()),
-        ("--seed", args.seed.is_some()),
-        ("--config", args.config.is_some()),
+    let mut config = sd_train::train::load_run_config(&args.out)?;
+    anyhow::ensure!(
+        args.config.is_none(),
+        "--config cannot be given with --resume: the run's settings are in {}",
+        args.out.join("config.json").display()
+    );
+    // Flags may repeat the run's settings; a different value is refused.
+    let saved = &config;
+    let same_survival = match (&args.schedule, args.p_last) {
+        (None, None) => true,
+        (s, p) => survival_rule(s.as_deref(), p, &saved.model.survival)? == saved.model.survival,
+    };
+    let differs = [
+        (
+            "--dataset",
+            args.dataset
+                .as_deref()
+                .map(data_kind)
+                .transpose()?
+                .is_some_and(|k| k != saved.data.kind),
+        ),
+        (
+            "--depth",
+            args.depth.is_some_and(|d| d != saved.model.depth),
+        ),
+        ("--schedule/--p-last", !same_survival),
+        (
+            "--granularity",
+            args.granularity
+                .as_deref()
+                .map(granularity)
+                .transpose()?
+                .is_some_and(|g| g != saved.model.granularity),
+        ),
+        (
+            "--scaling",
+            args.scaling
+                .as_deref()
+                .map(scaling)
+                .transpose()?
+                .is_some_and(|s| s != saved.model.scaling),
+        ),
+        (
+            "--batch-size",
+            args.batch_size.is_some_and(|b| b != saved.batch_size),
+        ),
+        ("--lr", args.lr.is_some_and(|lr| lr != saved.optimizer.lr)),
+        (
+            "--milestones",
+            args.milestones
+                .as_ref()
+                .is_some_and(|m| Some(m) != saved.schedule.milestones.as_ref()),
+        ),
+        (
+            "--val-size",
+            args.val_size
+                .is_some_and(|v| Some(v) != saved.data.validation_size),
+        ),
+        (
+            "--max-train",
+            args.max_train
+                .is_some_and(|v| Some(v) != saved.data.max_train),
+        ),
+        (
+            "--max-eval",
+            args.max_eval
+                .is_some_and(|v| Some(v) != saved.data.max_eval),
+        ),
+        ("--seed", args.seed.is_some_and(|v| v != saved.seed)),
     ];
-    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+    if let Some((flag, _)) = differs.iter().find(|(_, differs)| *differs) {
         bail!(
-            "{flag} cannot change on --resume: the run's settings are in {}; \
-             only --epochs and --data can change",
+            "{flag} differs from the run's setting in {}; on --resume only --epochs and \
+             --data can change",
             args.out.join("config.json").display()
         );
     }
-    let mut config = sd_train::train::load_run_config(&args.out)?;
     if let Some(epochs) = args.epochs {
         config.epochs = epochs;
     }
@@ -284,6 +328,23 @@ fn resume_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     }
     validate(&config)?;
     Ok(config)
+}
+
+fn granularity(name: &str) -> anyhow::Result<Granularity> {
+    Ok(match name {
+        "batch" => Granularity::Batch,
+        "sample" => Granularity::Sample,
+        "sample-masked" => Granularity::SampleMasked,
+        other => bail!("--granularity {other}: expected batch, sample or sample-masked"),
+    })
+}
+
+fn scaling(name: &str) -> anyhow::Result<Scaling> {
+    Ok(match name {
+        "test" => Scaling::AtTest,
+        "train" => Scaling::AtTrain,
+        other => bail!("--scaling {other}: expected test or train"),
+    })
 }
 
 fn data_kind(name: &str) -> anyhow::Result<DatasetKind> {

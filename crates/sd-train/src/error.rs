@@ -16,14 +16,14 @@ pub enum TrainError {
         expected: String,
     },
     /// A file that could not be read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What was being done.
         action: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file whose contents are not what they should be.
     #[error("{}: {problem}", path.display())]
@@ -48,7 +48,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] sd_data::DataError),
     /// The network configuration is invalid.
-    #[error("model: {0}")]
+    #[error(transparent)]
     Model(#[from] sd_model::ModelError),
     /// Training stopped because the loss became NaN or infinite.
     #[error("{0}")]
@@ -61,7 +61,7 @@ impl TrainError {
         Self::Io {
             path: path.to_path_buf(),
             action: action.to_string(),
-            source,
+            cause: source,
         }
     }
 

@@ -70,7 +70,14 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     if opts.max_eval.is_some() {
         config.data.max_eval = opts.max_eval;
     }
-    let table = RunTable::read(&opts.run.join("metrics.csv"))?;
+    let metrics = opts.run.join("metrics.csv");
+    if !metrics.is_file() {
+        return Err(TrainError::Run {
+            path: opts.run.clone(),
+            problem: "no epoch of this run has finished yet (no metrics.csv)".into(),
+        });
+    }
+    let table = RunTable::read(&metrics)?;
     let best = table.best().ok_or_else(|| TrainError::Run {
         path: opts.run.clone(),
         problem: "metrics.csv has no finished epoch yet".into(),

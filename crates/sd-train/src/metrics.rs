@@ -39,8 +39,9 @@ pub struct StepOutput {
     pub targets: Tensor<1, Int>,
     /// Where the batch comes from.
     pub part: Part,
-    /// Residual blocks whose branch ran (all of them in evaluation).
-    pub blocks_run: usize,
+    /// Residual blocks run, counting a block by the fraction of rows that ran
+    /// its branch (per-sample gates); all of them in evaluation.
+    pub blocks_run: f64,
     /// Expected number of blocks run, the sum of the survival probabilities.
     pub expected_depth: f64,
     /// Mean absolute gradient of the first convolution's weights (training only), `[1]`.
@@ -177,7 +178,7 @@ impl StepMetric {
                 (loss, batch)
             }
             Measure::Error => error_percent(item)?,
-            Measure::BlocksRun => (item.blocks_run as f64, 1),
+            Measure::BlocksRun => (item.blocks_run, 1),
             Measure::ExpectedDepth => (item.expected_depth, 1),
             Measure::FirstLayerGrad => match &item.first_layer_grad {
                 Some(g) => (g.clone().try_into_scalar::<f64>()?, 1),

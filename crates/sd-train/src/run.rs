@@ -461,7 +461,7 @@ pub struct Summary {
     pub epochs_planned: usize,
     /// Sum of the training-split wall times, seconds.
     pub train_seconds: f64,
-    /// Wall time of this invocation, seconds.
+    /// Wall time of all invocations of the run (training, evaluation, start-up), seconds.
     pub wall_seconds: f64,
     /// `completed`, `interrupted` or the reason the run stopped.
     pub status: String,

@@ -109,7 +109,7 @@ impl TrainStep for Classifier {
             logits,
             targets: batch.targets,
             part: Part::Train,
-            blocks_run: gates.blocks_run(),
+            blocks_run: gates.effective_depth(),
             expected_depth: self.net.expected_depth(),
             first_layer_grad,
         };
@@ -158,7 +158,7 @@ impl InferenceStep for Classifier {
             logits,
             targets: batch.targets,
             part: batch.part,
-            blocks_run: self.net.blocks.len(),
+            blocks_run: self.net.blocks.len() as f64,
             expected_depth: self.net.expected_depth(),
             first_layer_grad: None,
         }

@@ -145,6 +145,14 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         let expected = format!("at least {start_epoch}, the epochs this run has finished");
         return Err(TrainError::setting("epochs", config.epochs, &expected));
     }
+    if start_epoch > 0 && start_epoch == config.epochs {
+        return Err(TrainError::Run {
+            path: opts.out.clone(),
+            problem: format!(
+                "already finished all {start_epoch} epochs; pass a larger --epochs to go on"
+            ),
+        });
+    }
 
     // Data first: a bad path fails before a run folder is created.
     let mut config = config;
@@ -238,7 +246,15 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
             format!("stopped: {reason}")
         }
     };
-    let wall = started.elapsed().as_secs_f64();
+    // Wall time over every invocation of this run (a resume adds to it).
+    let earlier = match opts.resume {
+        true => std::fs::read_to_string(opts.out.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
+            .map_or(0.0, |s| s.wall_seconds),
+        false => 0.0,
+    };
+    let wall = earlier + started.elapsed().as_secs_f64();
     let summary = Summary::from_table(&table, config.epochs, wall, status);
     if let Some(summary) = &summary {
         let json = serde_json::to_string_pretty(summary).expect("a summary serialises");
@@ -319,6 +335,19 @@ fn resume_point(
     }
     let epochs = complete_checkpoints(checkpoint_dir);
     let Some(&last) = epochs.last() else {
+        let done = match metrics_path.is_file() {
+            true => RunTable::read(metrics_path)?.rows.len(),
+            false => 0,
+        };
+        if done > 0 {
+            return Err(TrainError::Run {
+                path: opts.out.clone(),
+                problem: format!(
+                    "metrics.csv records {done} epoch(s) but checkpoint/ holds no complete \
+                     checkpoint; refusing to start over (remove metrics.csv to do so)"
+                ),
+            });
+        }
         return Ok((RunTable::default(), 0));
     };
     let mut table = RunTable::read(metrics_path)?;
