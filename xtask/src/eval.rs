@@ -44,10 +44,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     );
     println!("accuracy per class:");
     for class in &report.per_class {
-        println!(
-            "  {:<12} {:>6.2}% of {}",
-            class.class, class.accuracy, class.images
-        );
+        match class.images {
+            0 => println!("  {:<12}    n/a (no test images)", class.class),
+            n => println!("  {:<12} {:>6.2}% of {n}", class.class, class.accuracy),
+        }
     }
     println!("wrote {}", args.run.join("eval.json").display());
     Ok(())

@@ -34,7 +34,7 @@ pub struct TrainArgs {
     #[arg(long)]
     schedule: Option<String>,
     /// Survival probability of the last block, p_L (paper: 0.5).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     p_last: Option<f64>,
     /// Gate granularity: batch (paper), sample, or sample-masked.
     #[arg(long)]
@@ -49,7 +49,7 @@ pub struct TrainArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Initial learning rate (paper: 0.1).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lr: Option<f64>,
     /// Epochs after which the learning rate is divided by 10, e.g. 250,375.
     #[arg(long, value_delimiter = ',')]

@@ -105,6 +105,12 @@ pub fn validate(config: &TrainingConfig) -> Result<(), TrainError> {
 
 /// The config of an existing run folder.
 pub fn load_run_config(out: &Path) -> Result<TrainingConfig, TrainError> {
+    if !out.is_dir() {
+        return Err(TrainError::Run {
+            path: out.to_path_buf(),
+            problem: "no such folder".into(),
+        });
+    }
     let path = out.join("config.json");
     if !path.is_file() {
         return Err(TrainError::Run {
@@ -164,6 +170,13 @@ pub fn train(config: TrainingConfig, opts: &RunOptions) -> Result<Summary, Train
         });
     }
     config.model.num_classes = data.classes().len();
+    if config.model.num_classes < 2 {
+        return Err(TrainError::setting(
+            "classes in the data",
+            format!("{:?}", data.classes()),
+            "at least 2 classes to tell apart",
+        ));
+    }
     let config = prepare_run_folder(config, opts)?;
     let Loaders {
         train,
