@@ -197,9 +197,12 @@ fn bad_settings_are_refused_before_any_work() {
 
     let err = fails(xtask(&dir, &["eval", "--run", "nowhere"]));
     assert!(
-        err.contains("nowhere") && err.contains("config.json"),
+        err.contains("nowhere") && err.contains("no such folder"),
         "{err}"
     );
+    fs::create_dir_all(dir.join("empty")).unwrap();
+    let err = fails(xtask(&dir, &["eval", "--run", "empty"]));
+    assert!(err.contains("config.json"), "{err}");
     let err = fails(xtask(&dir, &["train", "--out", "nowhere", "--resume"]));
     assert!(err.contains("nowhere"), "{err}");
     fs::remove_dir_all(dir).unwrap();
