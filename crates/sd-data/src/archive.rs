@@ -53,6 +53,12 @@ pub struct Listing {
 /// Reads `archive` in one pass, keeping the bytes of each regular file whose normalised path
 /// passes `keep`.
 pub fn read_members(archive: &Path, keep: impl Fn(&str) -> bool) -> Result<Listing, DataError> {
+    if archive.is_file() && !is_archive_name(archive) {
+        return Err(DataError::format(
+            archive,
+            "not a folder, nor an archive named .tar, .tar.gz or .tgz",
+        ));
+    }
     let mut listing = Listing::default();
     walk(archive, |path, kind, entry| {
         match kind {
@@ -399,6 +405,24 @@ mod tests {
         fs::write(&path, &gz[..gz.len() / 2]).unwrap();
         let err = read_members(&path, |_| true).unwrap_err();
         assert!(matches!(err, DataError::Format { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_archive_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("sd-data-notar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("notes.md");
+        std::fs::write(&file, "# not an archive\n").unwrap();
+        let err = read_members(&file, |_| true).unwrap_err().to_string();
+        assert!(
+            err.contains("notes.md") && err.contains("not a folder"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("not an archive\n"),
+            "the file's bytes stay out: {err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
