@@ -73,6 +73,12 @@ fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> 
     args
 }
 
+fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     fs::read_to_string(path)
         .unwrap()
@@ -103,8 +109,7 @@ fn train_then_eval_writes_the_run_folder() {
             "ResNet-8 has 3 blocks, ran {blocks}"
         );
     }
-    let summary: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(run.join("summary.json"));
     assert_eq!(summary["epochs_done"], 2);
     assert_eq!(summary["status"], "completed");
     let best = summary["best_epoch"].as_u64().unwrap();
@@ -112,15 +117,13 @@ fn train_then_eval_writes_the_run_folder() {
         assert!(run.join(format!("checkpoint/{part}-{best}.bpk")).is_file());
         assert!(run.join(format!("checkpoint/{part}-2.bpk")).is_file());
     }
-    let config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value = read_json(run.join("config.json"));
     assert_eq!(config["model"]["depth"], 8);
     assert_eq!(config["optimizer"]["dampening"], 0.0);
 
     let text = ok(xtask(&dir, &["eval", "--run", "run"]));
     assert!(text.contains("test error"), "{text}");
-    let report: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    let report: serde_json::Value = read_json(run.join("eval.json"));
     assert_eq!(report["epoch"].as_u64().unwrap(), best);
     assert_eq!(report["test_images"], 200);
     assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
@@ -237,8 +240,7 @@ fn a_config_file_composes_with_flags() {
     let mut args = train_args(data, "run", "1");
     args.extend_from_slice(&["--config", "c.json"]);
     ok(xtask(&dir, &args));
-    let config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("run/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value = read_json(dir.join("run/config.json"));
     assert_eq!(config["model"]["depth"], 8, "the flag wins over the file");
     assert_eq!(
         config["model"]["survival"]["Uniform"]["p"], 0.8,
@@ -316,8 +318,7 @@ fn ctrl_c_stops_cleanly_and_the_run_resumes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("run/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(dir.join("run/summary.json"));
     assert!(
         summary["status"].as_str().unwrap().contains("Ctrl-C"),
         "{summary}"
@@ -410,8 +411,7 @@ fn without_a_validation_split_the_last_epoch_is_evaluated() {
     let at = args.iter().position(|a| *a == "--val-size").unwrap();
     args[at + 1] = "0";
     ok(xtask(&dir, &args));
-    let summary: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("run/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(dir.join("run/summary.json"));
     assert_eq!(summary["best_epoch"], 2);
     assert!(summary["best_valid_error"].is_null());
     let text = ok(xtask(&dir, &["eval", "--run", "run"]));

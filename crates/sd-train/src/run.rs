@@ -558,28 +558,15 @@ mod tests {
 
     #[test]
     fn without_validation_errors_the_last_epoch_is_best() {
-        let rows = vec![row(1, f64::NAN), row(2, f64::NAN)];
-        assert_eq!(
-            RunTable {
+        let best = |rows: Vec<EpochRow>| {
+            let table = RunTable {
                 rows,
                 ..Default::default()
-            }
-            .best()
-            .unwrap()
-            .epoch,
-            2
-        );
-        let rows = vec![row(1, 30.0), row(2, f64::NAN), row(3, 40.0)];
-        assert_eq!(
-            RunTable {
-                rows,
-                ..Default::default()
-            }
-            .best()
-            .unwrap()
-            .epoch,
-            1
-        );
+            };
+            table.best().unwrap().epoch
+        };
+        assert_eq!(best(vec![row(1, f64::NAN), row(2, f64::NAN)]), 2);
+        assert_eq!(best(vec![row(1, 30.0), row(2, f64::NAN), row(3, 40.0)]), 1);
     }
 
     #[test]
