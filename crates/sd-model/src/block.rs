@@ -20,6 +20,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
+use sd_kernels::{batch_norm, conv2d};
+
 use crate::stochastic_depth::{Pass, StochasticDepth, StochasticDepthConfig};
 
 /// How a block's shortcut matches a change of shape (He et al., 2016, Section 3.3).
@@ -163,8 +165,8 @@ impl BasicBlock {
 
     /// The residual branch `f`.
     pub fn branch(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
-        self.bn2.forward(self.conv2.forward(x))
+        let x = relu(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        batch_norm(&self.bn2, conv2d(&self.conv2, x))
     }
 
     /// # Shapes
@@ -222,9 +224,9 @@ impl Bottleneck {
 
     /// The residual branch `f`.
     pub fn branch(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
-        let x = relu(self.bn2.forward(self.conv2.forward(x)));
-        self.bn3.forward(self.conv3.forward(x))
+        let x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let x = relu(batch_norm(&self.bn2, conv2d(&self.conv2, x)));
+        batch_norm(&self.bn3, self.conv3.forward(x))
     }
 
     /// # Shapes

@@ -147,6 +147,13 @@ pub struct CifarResNet {
     pub granularity: Granularity,
 }
 
+impl CifarResNet {
+    /// The stem: `relu(bn(conv3x3(images)))`, `[b, 3, h, w]` -> `[b, 16, h, w]`.
+    pub fn stem(&self, images: Tensor<4>) -> Tensor<4> {
+        relu(sd_kernels::batch_norm(&self.bn1, sd_kernels::conv2d(&self.conv1, images)))
+    }
+}
+
 impl StochasticResNet for CifarResNet {
     fn survival(&self) -> &[f64] {
         &self.survival
@@ -157,8 +164,7 @@ impl StochasticResNet for CifarResNet {
     }
 
     fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2> {
-        // Stem.
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = self.stem(images);
 
         // Residual stages: [b, 16, h, w] -> [b, 64, h / 4, w / 4].
         for (l, block) in self.blocks.iter().enumerate() {
@@ -317,7 +323,7 @@ impl StochasticResNet for ImageNetResNet {
 
     fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2> {
         // Stem: [b, 3, h, w] -> [b, 64, h / 4, w / 4].
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(sd_kernels::batch_norm(&self.bn1, self.conv1.forward(images)));
         let mut x = self.pool.forward(x);
 
         // Bottleneck stages: -> [b, 2048, h / 32, w / 32].

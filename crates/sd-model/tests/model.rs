@@ -38,7 +38,7 @@ fn resnet20(rule: SurvivalRule, device: &Device) -> CifarResNet {
 
 /// A plain ResNet forward written out from the model's parts, with no gates at all.
 fn plain_forward(model: &CifarResNet, x: Tensor<4>) -> Tensor<2> {
-    let mut x = relu(model.bn1.forward(model.conv1.forward(x)));
+    let mut x = model.stem(x);
     for block in &model.blocks {
         x = relu(block.shortcut.forward(x.clone()) + block.branch(x));
     }
