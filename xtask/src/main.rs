@@ -4,6 +4,8 @@
 //! - `eval`: the test error of a run's best-validation checkpoint.
 //! - `bench`: forward+backward time of a ResNet step, all gates open vs the paper's schedule.
 //! - `devices`: what each backend sees.
+//! - `sweep`: a grid of runs over p_L, survival rule and depth (the paper's Figure 8).
+//! - `plot`: the paper's figures and tables from run and sweep folders.
 //!
 //! The alias in `.cargo/config.toml` builds in release mode: training in a
 //! debug build is unusably slow.
@@ -11,6 +13,8 @@
 mod bench;
 mod devices;
 mod eval;
+mod plot;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +39,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the devices each backend sees.
     Devices,
+    /// Train a grid of runs over p_L, survival rule and depth; resumes a half-done sweep.
+    Sweep(sweep::SweepArgs),
+    /// Draw the paper's figures and tables from run and sweep folders.
+    Plot(plot::PlotArgs),
 }
 
 fn main() {
@@ -44,6 +52,8 @@ fn main() {
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices => devices::run(),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Plot(args) => plot::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

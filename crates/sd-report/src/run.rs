@@ -314,6 +314,18 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// `summary.json` of the run folder `dir`; `None` when there is none yet.
+    pub fn load(dir: &Path) -> Result<Option<Self>, ReportError> {
+        let path = dir.join("summary.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = read_text(&path, "a run's summary.json")?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ReportError::input(&path, format!("not a run summary: {e}")))
+    }
+
     /// True when the run finished every epoch it planned.
     pub fn is_complete(&self) -> bool {
         self.status == "completed" && self.epochs_done >= self.epochs_planned
@@ -368,16 +380,7 @@ impl Run {
         let settings = RunSettings::parse(&config, &read_text(&config, "a run's config.json")?)?;
         let metrics = path.join("metrics.csv");
         let epochs = parse_metrics(&metrics, &read_text(&metrics, "a run's metrics.csv")?)?;
-        let summary_path = path.join("summary.json");
-        let summary = match summary_path.is_file() {
-            false => None,
-            true => {
-                let text = read_text(&summary_path, "a run's summary.json")?;
-                Some(serde_json::from_str(&text).map_err(|e| {
-                    ReportError::input(&summary_path, format!("not a run summary: {e}"))
-                })?)
-            }
-        };
+        let summary = RunSummary::load(path)?;
         let name = path
             .canonicalize()
             .ok()
@@ -579,6 +582,11 @@ mod tests {
         std::fs::write(path.join("metrics.csv"), "epoch,lr\n").unwrap();
         let err = Run::load(&path).unwrap_err().to_string();
         assert!(err.contains("no `train_loss` column"), "{err}");
+
+        std::fs::write(path.join("metrics.csv"), format!("{header}\n")).unwrap();
+        std::fs::write(path.join("summary.json"), "{\"best_epoch\": 1}").unwrap();
+        let err = Run::load(&path).unwrap_err().to_string();
+        assert!(err.contains("summary.json") && err.contains("not a run summary"), "{err}");
 
         std::fs::write(path.join("config.json"), "{\"model\": {}}").unwrap();
         let err = Run::load(&path).unwrap_err().to_string();
