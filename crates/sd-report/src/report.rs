@@ -143,6 +143,7 @@ fn run_sections(
 
     md.push_str("\n## Training time (the paper's Table 2)\n\n");
     time_table(runs, md);
+    md.push('\n');
     Ok(())
 }
 
