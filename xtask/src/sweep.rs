@@ -60,7 +60,8 @@ pub struct SweepArgs {
     #[arg(long)]
     epochs: Option<usize>,
     /// Accept a grid or --epochs that differ from sweep.json: new cells are
-    /// trained, finished cells extended to more epochs.
+    /// trained, finished cells extended to more epochs; cells left out of the
+    /// grid stay on disk but are no longer trained or drawn.
     #[arg(long)]
     update: bool,
 
@@ -358,10 +359,9 @@ fn check_settings(manifest: &SweepManifest, dir: &Path) -> anyhow::Result<()> {
     {
         bail!("--data {data}: no such file or folder");
     }
-    let cells = manifest.cells();
-    for cell in cells.iter().take(1) {
-        let out = dir.join(&cell.name);
-        let args = start_flags(manifest, cell, &out);
+    // The cells differ only in depth and rule, checked above: one cell stands for all.
+    if let Some(cell) = manifest.cells().first() {
+        let args = start_flags(manifest, cell, &dir.join(&cell.name));
         let check = Check::try_parse_from(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
         crate::train::resolve(&check.train)?;
     }
@@ -478,7 +478,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest = if manifest_path.exists() {
         let saved = SweepManifest::load(&dir)?;
-        updated_manifest(&saved, &args, &manifest_path)?
+        let manifest = updated_manifest(&saved, &args, &manifest_path)?;
+        manifest.validate(&manifest_path)?;
+        manifest
     } else {
         if dir.join("config.json").exists() {
             bail!(
@@ -486,9 +488,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        new_manifest(&args)?
+        let manifest = new_manifest(&args)?;
+        manifest.validate(Path::new("the sweep's flags"))?;
+        manifest
     };
-    manifest.validate(&manifest_path)?;
     check_settings(&manifest, &dir)?;
     fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("cannot create {}", dir.join("logs").display()))?;
