@@ -13,6 +13,7 @@
 mod bench;
 mod devices;
 mod eval;
+mod memory;
 mod plot;
 mod sweep;
 mod train;
@@ -45,7 +46,13 @@ enum Command {
     Plot(plot::PlotArgs),
 }
 
+/// Counts heap bytes for `bench`'s peak-memory figures; costs two relaxed
+/// atomic operations per allocation.
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
+
 fn main() {
+    memory::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),
