@@ -22,7 +22,13 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn xtask(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    // wgpu on a software Vulkan driver: tune kernels briefly (the default
+    // level spends minutes of a cold run on it), unless the caller chose.
+    if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+        command.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
+    }
+    command
         .args(args)
         .current_dir(dir)
         .output()
@@ -418,6 +424,54 @@ fn without_a_validation_split_the_last_epoch_is_evaluated() {
     assert!(text.contains("best validation epoch: 2"), "{text}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// Whether the wgpu end-to-end test should run: only when asked, with
+/// `SD_E2E_WGPU=1`, and then on a wgpu device (a failure without one).
+///
+/// On a software Vulkan driver a cold first run of the training command
+/// spends over ten minutes compiling shaders and tuning kernels (Mesa keeps a
+/// shader cache, so a second run takes about a minute), too long for every CI
+/// run. CI checks the wgpu numbers with `crates/sd-train/tests/wgpu_agreement.rs`
+/// instead, which compiles only what one training step needs.
+fn wgpu_present(dir: &Path) -> bool {
+    if std::env::var_os("SD_E2E_WGPU").is_none() {
+        eprintln!("skipped: set SD_E2E_WGPU=1 to run the wgpu train and eval commands");
+        return false;
+    }
+    let text = ok(xtask(dir, &["devices"]));
+    assert!(!text.contains("wgpu: 0 device"), "SD_E2E_WGPU is set but no wgpu device:\n{text}");
+    true
+}
+
+#[test]
+fn wgpu_trains_on_the_sample_and_evaluates_a_flex_run() {
+    let dir = workdir("wgpu");
+    if !wgpu_present(&dir) {
+        return;
+    }
+    let data = sample();
+    let data = data.to_str().unwrap();
+
+    let mut args = train_args(data, "on-wgpu", "1");
+    args.extend_from_slice(&["--backend", "wgpu"]);
+    let text = ok(xtask(&dir, &args));
+    assert!(text.contains("completed"), "{text}");
+    let rows = csv_rows(&dir.join("on-wgpu/metrics.csv"));
+    assert_eq!(rows.len(), 1);
+    let loss: f64 = rows[0][2].parse().unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "training loss {loss}");
+
+    // A run trained on flex, evaluated on both backends: the same checkpoint
+    // gives the same test error, up to a tie flipped by rounding (1 image of 200).
+    ok(xtask(&dir, &train_args(data, "on-flex", "1")));
+    ok(xtask(&dir, &["eval", "--run", "on-flex"]));
+    let flex = read_json(dir.join("on-flex/eval.json"))["test_error"].as_f64().unwrap();
+    ok(xtask(&dir, &["eval", "--run", "on-flex", "--backend", "wgpu"]));
+    let wgpu = read_json(dir.join("on-flex/eval.json"))["test_error"].as_f64().unwrap();
+    assert!((flex - wgpu).abs() <= 0.5 + 1e-9, "test error {flex}% on flex, {wgpu}% on wgpu");
+    fs::remove_dir_all(dir).unwrap();
+}
+
 /// A tiny sweep: ResNet-8, constant depth and linear decay to p_L = 0.5,
 /// 64 training images in batches of 32, 32 validation and 64 test images; the
 /// learning rate drops after epoch 1, so that the sweep can grow to 2 epochs.
