@@ -4,7 +4,11 @@
 use sd_train::Backend;
 
 pub fn run() -> anyhow::Result<()> {
-    for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
+    #[allow(unused_mut)]
+    let mut backends = vec![Backend::Flex, Backend::Ndarray, Backend::Wgpu];
+    #[cfg(feature = "cuda")]
+    backends.push(Backend::Cuda);
+    for backend in backends {
         let devices = backend.devices();
         println!("{backend}: {} device(s)", devices.len());
         for (i, device) in devices.iter().enumerate() {

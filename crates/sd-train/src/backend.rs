@@ -19,10 +19,17 @@ pub enum Backend {
     Ndarray,
     /// GPUs through wgpu (Vulkan, Metal, DirectX or WebGPU).
     Wgpu,
+    /// NVIDIA GPUs through CUDA; only in builds with the `cuda` feature.
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 /// Names accepted by [`Backend::from_str`].
+#[cfg(not(feature = "cuda"))]
 pub const BACKEND_NAMES: &str = "flex, ndarray, wgpu";
+/// Names accepted by [`Backend::from_str`].
+#[cfg(feature = "cuda")]
+pub const BACKEND_NAMES: &str = "flex, ndarray, wgpu, cuda";
 
 impl FromStr for Backend {
     type Err = TrainError;
@@ -32,6 +39,15 @@ impl FromStr for Backend {
             "flex" => Ok(Self::Flex),
             "ndarray" => Ok(Self::Ndarray),
             "wgpu" => Ok(Self::Wgpu),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Self::Cuda),
+            #[cfg(not(feature = "cuda"))]
+            "cuda" => Err(TrainError::setting(
+                "--backend",
+                "cuda",
+                "one of flex, ndarray, wgpu: this build has no CUDA backend; rebuild with \
+                 `--features cuda` (see README, GPUs) or use --backend wgpu",
+            )),
             other => Err(TrainError::setting(
                 "--backend",
                 other,
@@ -47,6 +63,8 @@ impl fmt::Display for Backend {
             Self::Flex => "flex",
             Self::Ndarray => "ndarray",
             Self::Wgpu => "wgpu",
+            #[cfg(feature = "cuda")]
+            Self::Cuda => "cuda",
         })
     }
 }
@@ -57,6 +75,8 @@ impl Backend {
             Self::Flex => DeviceType::Flex,
             Self::Ndarray => DeviceType::NdArray,
             Self::Wgpu => DeviceType::Wgpu,
+            #[cfg(feature = "cuda")]
+            Self::Cuda => DeviceType::Cuda,
         }
     }
 
