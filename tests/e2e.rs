@@ -439,7 +439,10 @@ fn wgpu_present(dir: &Path) -> bool {
         return false;
     }
     let text = ok(xtask(dir, &["devices"]));
-    assert!(!text.contains("wgpu: 0 device"), "SD_E2E_WGPU is set but no wgpu device:\n{text}");
+    assert!(
+        !text.contains("wgpu: 0 device"),
+        "SD_E2E_WGPU is set but no wgpu device:\n{text}"
+    );
     true
 }
 
@@ -465,10 +468,20 @@ fn wgpu_trains_on_the_sample_and_evaluates_a_flex_run() {
     // gives the same test error, up to a tie flipped by rounding (1 image of 200).
     ok(xtask(&dir, &train_args(data, "on-flex", "1")));
     ok(xtask(&dir, &["eval", "--run", "on-flex"]));
-    let flex = read_json(dir.join("on-flex/eval.json"))["test_error"].as_f64().unwrap();
-    ok(xtask(&dir, &["eval", "--run", "on-flex", "--backend", "wgpu"]));
-    let wgpu = read_json(dir.join("on-flex/eval.json"))["test_error"].as_f64().unwrap();
-    assert!((flex - wgpu).abs() <= 0.5 + 1e-9, "test error {flex}% on flex, {wgpu}% on wgpu");
+    let flex = read_json(dir.join("on-flex/eval.json"))["test_error"]
+        .as_f64()
+        .unwrap();
+    ok(xtask(
+        &dir,
+        &["eval", "--run", "on-flex", "--backend", "wgpu"],
+    ));
+    let wgpu = read_json(dir.join("on-flex/eval.json"))["test_error"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (flex - wgpu).abs() <= 0.5 + 1e-9,
+        "test error {flex}% on flex, {wgpu}% on wgpu"
+    );
     fs::remove_dir_all(dir).unwrap();
 }
 

@@ -80,7 +80,12 @@ fn step(
         .forward(logits, targets.clone());
     let grads = loss.backward();
     // Reading one gradient back forces the whole step to finish on every backend.
-    let g = model.conv1.weight.val().grad(&grads).expect("the stem always has a gradient");
+    let g = model
+        .conv1
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("the stem always has a gradient");
     let _ = g.sum().into_scalar::<f32>();
     (start.elapsed().as_secs_f64(), memory::peak())
 }
@@ -97,7 +102,13 @@ struct Config<'a> {
 
 impl<'a> Config<'a> {
     fn new(name: &'static str, gates: impl Fn(usize) -> StepGates + 'a) -> Self {
-        Self { name, gates: Box::new(gates), seconds: Vec::new(), peak: 0, run: Vec::new() }
+        Self {
+            name,
+            gates: Box::new(gates),
+            seconds: Vec::new(),
+            peak: 0,
+            run: Vec::new(),
+        }
     }
 }
 
@@ -135,7 +146,10 @@ fn inference(config: &CifarResNetConfig, args: &BenchArgs, device: &Device) -> (
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1, got 0");
-    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1, got 0");
+    anyhow::ensure!(
+        args.batch_size > 0,
+        "--batch-size must be at least 1, got 0"
+    );
     let backend: Backend = args.backend.parse()?;
     sd_kernels::set_enabled(args.kernels == "on");
     let plain = backend.device(args.device)?;
@@ -148,7 +162,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let per_stage = blocks / 3;
     let x = images(args.batch_size, &device);
     let targets = Tensor::<1, Int>::from_data(
-        TensorData::new((0..args.batch_size as i64).map(|i| i % 10).collect(), [args.batch_size]),
+        TensorData::new(
+            (0..args.batch_size as i64).map(|i| i % 10).collect(),
+            [args.batch_size],
+        ),
         &device,
     );
     let sampler = GateSampler::new(2016);
@@ -196,7 +213,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     for c in &configs[..3] {
-        let blocks_run = mean(&c.run.iter().map(|r| r.iter().sum::<usize>() as f64).collect::<Vec<_>>());
+        let blocks_run = mean(
+            &c.run
+                .iter()
+                .map(|r| r.iter().sum::<usize>() as f64)
+                .collect::<Vec<_>>(),
+        );
         println!(
             "{:<18} {:.3} s/step   {:5.1} blocks run   peak heap {:7.1} MiB",
             format!("{}:", c.name),
@@ -211,7 +233,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for stage in 0..3 {
         let without = median(&configs[3 + stage].seconds);
         cost[stage] = (open - without) / per_stage as f64;
-        let expected: f64 = model.survival()[stage * per_stage..(stage + 1) * per_stage].iter().sum();
+        let expected: f64 = model.survival()[stage * per_stage..(stage + 1) * per_stage]
+            .iter()
+            .sum();
         println!(
             "stage {}: {:.4} s per block ({:.3} s/step with the stage closed), \
              {expected:.2} of {per_stage} blocks expected to run",
@@ -230,7 +254,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .run
         .iter()
         .map(|run| {
-            open - (0..3).map(|s| (per_stage - run[s]) as f64 * cost[s]).sum::<f64>()
+            open - (0..3)
+                .map(|s| (per_stage - run[s]) as f64 * cost[s])
+                .sum::<f64>()
         })
         .collect();
     let (measured, predicted) = (mean(&paper.seconds), mean(&predicted));

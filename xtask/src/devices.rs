@@ -15,7 +15,11 @@ pub fn run() -> anyhow::Result<()> {
             // Cube devices (wgpu) name their adapter; CPU backends name none.
             let adapter = match device.identity() {
                 Some(identity) => {
-                    let card = match identity.physical.as_ref().and_then(|p| p.pci_address.as_ref()) {
+                    let card = match identity
+                        .physical
+                        .as_ref()
+                        .and_then(|p| p.pci_address.as_ref())
+                    {
                         Some(pci) => format!(", PCI {pci:?}"),
                         None => ", no card (CPU or software driver)".to_string(),
                     };

@@ -58,7 +58,14 @@ fn plane<'a>(data: &'a [f32], s: &NormShape, n: usize, c: usize) -> &'a [f32] {
 }
 
 /// `out[n, c, :] = a[c] * x[n, c, :] + b[c] (+ k[c] * y[n, c, :])`, in parallel over images.
-fn affine(x: &[f32], y: Option<&[f32]>, a: &[f32], b: &[f32], k: &[f32], s: &NormShape) -> Vec<f32> {
+fn affine(
+    x: &[f32],
+    y: Option<&[f32]>,
+    a: &[f32],
+    b: &[f32],
+    k: &[f32],
+    s: &NormShape,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; s.len()];
     let image = s.channels * s.plane;
     if image == 0 {
@@ -94,9 +101,9 @@ pub fn statistics(x: &[f32], s: &NormShape) -> (Vec<f32>, Vec<f32>) {
         let xs = plane(x, s, n, c);
         reduce(xs, xs, |v, _| v)
     })
-        .into_iter()
-        .map(|sum| sum / count)
-        .collect();
+    .into_iter()
+    .map(|sum| sum / count)
+    .collect();
     let var = per_channel(s, |n, c| {
         let (xs, m) = (plane(x, s, n, c), mean[c] as f32);
         reduce(xs, xs, |v, _| (v - m) * (v - m))
@@ -135,7 +142,9 @@ pub fn forward_with(
     let scale: Vec<f32> = (0..s.channels)
         .map(|c| (gamma[c] as f64 / (var[c] as f64 + epsilon).sqrt()) as f32)
         .collect();
-    let shift: Vec<f32> = (0..s.channels).map(|c| beta[c] - mean[c] * scale[c]).collect();
+    let shift: Vec<f32> = (0..s.channels)
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
     affine(x, None, &scale, &shift, &[], s)
 }
 
@@ -162,7 +171,11 @@ pub fn backward(
         reduce(g, xs, |g, v| g * (v - m))
     });
     let count = s.count().max(1.0);
-    let (mut k_dy, mut k_x, mut k_1) = (vec![0.0; s.channels], vec![0.0; s.channels], vec![0.0; s.channels]);
+    let (mut k_dy, mut k_x, mut k_1) = (
+        vec![0.0; s.channels],
+        vec![0.0; s.channels],
+        vec![0.0; s.channels],
+    );
     let (mut gamma_grad, mut beta_grad) = (vec![0.0; s.channels], vec![0.0; s.channels]);
     for c in 0..s.channels {
         let inv_std = 1.0 / (var[c] as f64 + epsilon).sqrt();
@@ -172,7 +185,8 @@ pub fn backward(
         let mean_dy_xhat = sum_dy_dev[c] * inv_std / count;
         k_dy[c] = (g * inv_std) as f32;
         k_x[c] = (-g * inv_std * inv_std * mean_dy_xhat) as f32;
-        k_1[c] = (-g * inv_std * mean_dy + g * inv_std * inv_std * mean_dy_xhat * mean[c] as f64) as f32;
+        k_1[c] =
+            (-g * inv_std * mean_dy + g * inv_std * inv_std * mean_dy_xhat * mean[c] as f64) as f32;
         gamma_grad[c] = (sum_dy_dev[c] * inv_std) as f32;
         beta_grad[c] = sum_dy[c] as f32;
     }
@@ -185,14 +199,9 @@ mod tests {
     use super::*;
 
     fn values(len: usize, seed: u64, offset: f32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                offset + (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
+        crate::conv::tests::values(len, seed)
+            .into_iter()
+            .map(|v| v + offset)
             .collect()
     }
 
@@ -206,7 +215,8 @@ mod tests {
             let mean = all().map(|j| x[j]).sum::<f64>() / count;
             let var = all().map(|j| (x[j] - mean).powi(2)).sum::<f64>() / count;
             for j in all() {
-                total += (gamma[c] * (x[j] - mean) / (var + eps).sqrt() + beta[c]) * probe[j] as f64;
+                total +=
+                    (gamma[c] * (x[j] - mean) / (var + eps).sqrt() + beta[c]) * probe[j] as f64;
             }
         }
         total
@@ -214,7 +224,11 @@ mod tests {
 
     #[test]
     fn forward_normalises_each_channel() {
-        let s = NormShape { batch: 4, channels: 3, plane: 37 };
+        let s = NormShape {
+            batch: 4,
+            channels: 3,
+            plane: 37,
+        };
         let x = values(s.len(), 1, 5.0);
         let (gamma, beta) = (vec![1.0, 2.0, 0.5], vec![0.0, -1.0, 3.0]);
         let (out, mean, var) = forward_train(&x, &gamma, &beta, 1e-5, &s);
@@ -226,13 +240,20 @@ mod tests {
             let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len() as f64).sqrt();
             assert!((m - beta[c] as f64).abs() < 1e-4, "channel {c} mean {m}");
             assert!((sd - gamma[c] as f64).abs() < 1e-3, "channel {c} std {sd}");
-            assert!((mean[c] - 5.0).abs() < 0.2 && var[c] > 0.2 && var[c] < 0.5, "{mean:?} {var:?}");
+            assert!(
+                (mean[c] - 5.0).abs() < 0.2 && var[c] > 0.2 && var[c] < 0.5,
+                "{mean:?} {var:?}"
+            );
         }
     }
 
     #[test]
     fn backward_matches_finite_differences() {
-        let s = NormShape { batch: 3, channels: 2, plane: 5 };
+        let s = NormShape {
+            batch: 3,
+            channels: 2,
+            plane: 5,
+        };
         let eps = 1e-5;
         let x = values(s.len(), 2, 0.5);
         let probe = values(s.len(), 3, 0.0);
@@ -251,16 +272,27 @@ mod tests {
                 1 => (gp[i] += h, gm[i] -= h),
                 _ => (bp[i] += h, bm[i] -= h),
             };
-            (loss(&xp, &gp, &bp, &probe, &s, eps) - loss(&xm, &gm, &bm, &probe, &s, eps)) / (2.0 * h)
+            (loss(&xp, &gp, &bp, &probe, &s, eps) - loss(&xm, &gm, &bm, &probe, &s, eps))
+                / (2.0 * h)
         };
         for i in 0..s.len() {
             let want = numeric(0, i);
-            assert!((dx[i] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()), "dx[{i}] {} vs {want}", dx[i]);
+            assert!(
+                (dx[i] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                "dx[{i}] {} vs {want}",
+                dx[i]
+            );
         }
         for c in 0..2 {
             let (wg, wb) = (numeric(1, c), numeric(2, c));
-            assert!((dgamma[c] as f64 - wg).abs() < 1e-3 * (1.0 + wg.abs()), "dgamma {c}");
-            assert!((dbeta[c] as f64 - wb).abs() < 1e-3 * (1.0 + wb.abs()), "dbeta {c}");
+            assert!(
+                (dgamma[c] as f64 - wg).abs() < 1e-3 * (1.0 + wg.abs()),
+                "dgamma {c}"
+            );
+            assert!(
+                (dbeta[c] as f64 - wb).abs() < 1e-3 * (1.0 + wb.abs()),
+                "dbeta {c}"
+            );
         }
     }
 }

@@ -107,8 +107,61 @@ fn im2col(image: &[f32], channels: usize, height: usize, width: usize, col: &mut
     }
 }
 
+/// A matrix operand: its first element and its column and row strides.
+struct Operand<T> {
+    ptr: T,
+    col_stride: usize,
+    row_stride: usize,
+}
+
+/// `dst (+)= lhs [m, k] x rhs [k, n]` on one thread, adding to `dst` when
+/// `accumulate`.
+///
+/// # Safety
+///
+/// Each operand's strides must address only elements inside its allocation
+/// for the given sizes.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: Operand<*mut f32>,
+    accumulate: bool,
+    lhs: Operand<*const f32>,
+    rhs: Operand<*const f32>,
+) {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.col_stride as isize,
+            dst.row_stride as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.ptr,
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
 /// `out = weight * col (+ bias)` for one image: `out` is `[channels_out, plane]`.
-fn forward_image(col: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32], s: &ConvShape) {
+fn forward_image(
+    col: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    s: &ConvShape,
+) {
     let plane = s.plane();
     let depth = s.channels_in * TAPS;
     if let Some(bias) = bias {
@@ -121,26 +174,24 @@ fn forward_image(col: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f
     // SAFETY: the pointers cover `plane * channels_out`, `depth * plane` and
     // `channels_out * depth` elements, as the strides below address them.
     unsafe {
-        gemm(
-            plane,
-            s.channels_out,
-            depth,
-            out.as_mut_ptr(),
-            plane as isize,
-            1,
+        matmul(
+            [plane, s.channels_out, depth],
+            Operand {
+                ptr: out.as_mut_ptr(),
+                col_stride: plane,
+                row_stride: 1,
+            },
             bias.is_some(),
-            col.as_ptr(),
-            plane as isize,
-            1,
-            weight.as_ptr(),
-            depth as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
+            Operand {
+                ptr: col.as_ptr(),
+                col_stride: plane,
+                row_stride: 1,
+            },
+            Operand {
+                ptr: weight.as_ptr(),
+                col_stride: depth,
+                row_stride: 1,
+            },
         );
     }
 }
@@ -163,7 +214,10 @@ pub fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShap
         .zip(input.par_chunks(per * in_image))
         .for_each(|(out, input)| {
             let mut col = vec![0.0; s.channels_in * TAPS * s.plane()];
-            for (out, image) in out.chunks_exact_mut(out_image).zip(input.chunks_exact(in_image)) {
+            for (out, image) in out
+                .chunks_exact_mut(out_image)
+                .zip(input.chunks_exact(in_image))
+            {
                 im2col(image, s.channels_in, s.height, s.width, &mut col);
                 forward_image(&col, weight, bias, out, s);
             }
@@ -174,7 +228,11 @@ pub fn forward(input: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShap
 /// The gradient of the input, `[batch, channels_in, height, width]`, given the
 /// gradient of the output.
 pub fn input_grad(output_grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    assert_eq!(output_grad.len(), s.output_len(), "conv3x3: output gradient length");
+    assert_eq!(
+        output_grad.len(),
+        s.output_len(),
+        "conv3x3: output gradient length"
+    );
     assert_eq!(weight.len(), s.weight_len(), "conv3x3: weight length");
     // w'[ci, co, kh, kw] = w[co, ci, 2 - kh, 2 - kw]
     let mut rotated = vec![0.0; weight.len()];
@@ -197,7 +255,11 @@ pub fn weight_and_bias_grad(
     s: &ConvShape,
 ) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(input.len(), s.input_len(), "conv3x3: input length");
-    assert_eq!(output_grad.len(), s.output_len(), "conv3x3: output gradient length");
+    assert_eq!(
+        output_grad.len(),
+        s.output_len(),
+        "conv3x3: output gradient length"
+    );
     let plane = s.plane();
     let depth = s.channels_in * TAPS;
     let per = s.images_per_part();
@@ -212,31 +274,32 @@ pub fn weight_and_bias_grad(
             let mut weight_grad = vec![0.0; s.weight_len()];
             let mut bias_grad = vec![0.0; s.channels_out];
             let mut col = vec![0.0; depth * plane];
-            for (image, grad) in input.chunks_exact(in_image).zip(output_grad.chunks_exact(out_image)) {
+            for (image, grad) in input
+                .chunks_exact(in_image)
+                .zip(output_grad.chunks_exact(out_image))
+            {
                 im2col(image, s.channels_in, s.height, s.width, &mut col);
                 // dW^T [depth, channels_out] += col [depth, plane] x grad^T [plane, channels_out]
                 // SAFETY: as in `forward_image`, every stride stays inside its slice.
                 unsafe {
-                    gemm(
-                        depth,
-                        s.channels_out,
-                        plane,
-                        weight_grad.as_mut_ptr(),
-                        depth as isize,
-                        1,
+                    matmul(
+                        [depth, s.channels_out, plane],
+                        Operand {
+                            ptr: weight_grad.as_mut_ptr(),
+                            col_stride: depth,
+                            row_stride: 1,
+                        },
                         true,
-                        col.as_ptr(),
-                        1,
-                        plane as isize,
-                        grad.as_ptr(),
-                        plane as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        Operand {
+                            ptr: col.as_ptr(),
+                            col_stride: 1,
+                            row_stride: plane,
+                        },
+                        Operand {
+                            ptr: grad.as_ptr(),
+                            col_stride: plane,
+                            row_stride: 1,
+                        },
                     );
                 }
                 for (sum, channel) in bias_grad.iter_mut().zip(grad.chunks_exact(plane)) {
@@ -250,14 +313,17 @@ pub fn weight_and_bias_grad(
     let mut parts = parts.into_iter();
     let (mut weight_grad, mut bias_grad) = parts.next().expect("at least one image");
     for (w, b) in parts {
-        weight_grad.iter_mut().zip(&w).for_each(|(sum, x)| *sum += x);
+        weight_grad
+            .iter_mut()
+            .zip(&w)
+            .for_each(|(sum, x)| *sum += x);
         bias_grad.iter_mut().zip(&b).for_each(|(sum, x)| *sum += x);
     }
     (weight_grad, bias_grad)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The definition, one multiply-add at a time, in f64.
@@ -277,12 +343,14 @@ mod tests {
                                         continue;
                                     }
                                     let i = ((n * s.channels_in + ci) as isize * h + sy) * w + sx;
-                                    let k = ((co * s.channels_in + ci) * 3) as isize * 3 + kh * 3 + kw;
+                                    let k =
+                                        ((co * s.channels_in + ci) * 3) as isize * 3 + kh * 3 + kw;
                                     sum += input[i as usize] as f64 * weight[k as usize] as f64;
                                 }
                             }
                         }
-                        out[((n * s.channels_out + co) as isize * h * w + y * w + x) as usize] = sum;
+                        out[((n * s.channels_out + co) as isize * h * w + y * w + x) as usize] =
+                            sum;
                     }
                 }
             }
@@ -290,7 +358,8 @@ mod tests {
         out
     }
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
+    /// `len` pseudo-random values in [-1, 1) from an xorshift of `seed`.
+    pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
@@ -307,22 +376,55 @@ mod tests {
         let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             // f32 sums of at most a few hundred products of values below 1.
-            assert!(((*g as f64) - w).abs() <= 1e-5 * scale, "{what}[{i}]: {g} vs {w}");
+            assert!(
+                ((*g as f64) - w).abs() <= 1e-5 * scale,
+                "{what}[{i}]: {g} vs {w}"
+            );
         }
     }
 
     const SHAPES: [ConvShape; 3] = [
-        ConvShape { batch: 3, channels_in: 2, channels_out: 5, height: 4, width: 6 },
-        ConvShape { batch: 5, channels_in: 16, channels_out: 16, height: 8, width: 8 },
-        ConvShape { batch: 1, channels_in: 3, channels_out: 2, height: 1, width: 1 },
+        ConvShape {
+            batch: 3,
+            channels_in: 2,
+            channels_out: 5,
+            height: 4,
+            width: 6,
+        },
+        ConvShape {
+            batch: 5,
+            channels_in: 16,
+            channels_out: 16,
+            height: 8,
+            width: 8,
+        },
+        ConvShape {
+            batch: 1,
+            channels_in: 3,
+            channels_out: 2,
+            height: 1,
+            width: 1,
+        },
     ];
 
     #[test]
     fn forward_matches_the_definition() {
         for s in SHAPES {
-            let (x, w, b) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.channels_out, 3));
-            assert_close(&forward(&x, &w, Some(&b), &s), &naive(&x, &w, Some(&b), &s), "with bias");
-            assert_close(&forward(&x, &w, None, &s), &naive(&x, &w, None, &s), "no bias");
+            let (x, w, b) = (
+                values(s.input_len(), 1),
+                values(s.weight_len(), 2),
+                values(s.channels_out, 3),
+            );
+            assert_close(
+                &forward(&x, &w, Some(&b), &s),
+                &naive(&x, &w, Some(&b), &s),
+                "with bias",
+            );
+            assert_close(
+                &forward(&x, &w, None, &s),
+                &naive(&x, &w, None, &s),
+                "no bias",
+            );
         }
     }
 
@@ -331,7 +433,11 @@ mod tests {
     #[test]
     fn gradients_are_the_adjoints_of_the_forward_pass() {
         for s in SHAPES {
-            let (x, w, g) = (values(s.input_len(), 4), values(s.weight_len(), 5), values(s.output_len(), 6));
+            let (x, w, g) = (
+                values(s.input_len(), 4),
+                values(s.weight_len(), 5),
+                values(s.output_len(), 6),
+            );
             let dot = |y: &[f64]| y.iter().zip(&g).map(|(a, b)| a * *b as f64).sum::<f64>();
             let dx = input_grad(&g, &w, &s);
             let (dw, db) = weight_and_bias_grad(&x, &g, &s);
@@ -366,7 +472,13 @@ mod tests {
 
     #[test]
     fn weight_gradient_does_not_depend_on_scheduling() {
-        let s = ConvShape { batch: 9, channels_in: 4, channels_out: 3, height: 5, width: 5 };
+        let s = ConvShape {
+            batch: 9,
+            channels_in: 4,
+            channels_out: 3,
+            height: 5,
+            width: 5,
+        };
         let (x, g) = (values(s.input_len(), 7), values(s.output_len(), 8));
         let first = weight_and_bias_grad(&x, &g, &s);
         for _ in 0..5 {

@@ -73,10 +73,7 @@ impl Conv3x3Backend for Flex {
 }
 
 /// The gradients of one convolution, registered for the parents that want them.
-fn backward<const N: usize>(
-    ops: Ops<(FlexTensor, FlexTensor), N>,
-    grads: &mut Gradients,
-) {
+fn backward<const N: usize>(ops: Ops<(FlexTensor, FlexTensor), N>, grads: &mut Gradients) {
     let grad = grads.consume::<Flex>(&ops.node);
     let (x, weight) = ops.state;
     let s = shape_of(&x, &weight);
@@ -84,7 +81,10 @@ fn backward<const N: usize>(
     let parents = ops.parents;
     if let Some(node) = &parents[0] {
         let dx = conv::input_grad(&grad, &elements(&weight), &s);
-        grads.register::<Flex>(node.id, tensor(dx, [s.batch, s.channels_in, s.height, s.width]));
+        grads.register::<Flex>(
+            node.id,
+            tensor(dx, [s.batch, s.channels_in, s.height, s.width]),
+        );
     }
     let wants_bias = N == 3 && parents[N - 1].is_some();
     if parents[1].is_some() || wants_bias {
@@ -123,13 +123,19 @@ impl Backward<Flex, 3> for Conv3x3BiasOp {
 
 impl<C: CheckpointStrategy> Conv3x3Backend for Autodiff<Flex, C> {
     fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        match Conv3x3Op.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+        match Conv3x3Op
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
                 let out = forward(&x, &weight, None);
                 prep.finish((x, weight), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), weight.primitive(), None)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(forward(x.primitive(), weight.primitive(), None))
+            }
         }
     }
 
@@ -139,15 +145,21 @@ impl<C: CheckpointStrategy> Conv3x3Backend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let parents = [x.node(), weight.node(), bias.node()];
-        match Conv3x3BiasOp.prepare::<C>(parents).compute_bound().stateful() {
+        match Conv3x3BiasOp
+            .prepare::<C>(parents)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (x, weight) = (x.primitive().clone(), weight.primitive().clone());
                 let out = forward(&x, &weight, Some(bias.primitive()));
                 prep.finish((x, weight), out)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(forward(x.primitive(), weight.primitive(), Some(bias.primitive())))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(
+                x.primitive(),
+                weight.primitive(),
+                Some(bias.primitive()),
+            )),
         }
     }
 }
@@ -168,7 +180,10 @@ pub trait BatchNormBackend: Backend {
 
 fn norm_shape(x: &FlexTensor) -> NormShape {
     let shape = x.layout().shape();
-    assert!(shape.num_dims() >= 2, "batch norm: input {shape:?} has no channel axis");
+    assert!(
+        shape.num_dims() >= 2,
+        "batch norm: input {shape:?} has no channel axis"
+    );
     NormShape {
         batch: shape[0],
         channels: shape[1],
@@ -247,9 +262,15 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
         let (xp, gp) = (x.primitive().clone(), gamma.primitive().clone());
         let (out, mean, var) = norm_forward(&xp, &gp, beta.primitive(), epsilon);
         let out = match BatchNormOp.prepare::<C>(parents).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((xp, gp, mean.clone(), var.clone(), epsilon), out),
+            OpsKind::Tracked(prep) => {
+                prep.finish((xp, gp, mean.clone(), var.clone(), epsilon), out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
-        (out, FloatTensor::<Self>::new(mean), FloatTensor::<Self>::new(var))
+        (
+            out,
+            FloatTensor::<Self>::new(mean),
+            FloatTensor::<Self>::new(var),
+        )
     }
 }

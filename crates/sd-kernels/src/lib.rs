@@ -23,9 +23,9 @@ mod extension;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::backend::{DispatchDevice, Dispatch};
-use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 
 pub use extension::{BatchNormBackend, Conv3x3Backend};
@@ -41,7 +41,10 @@ pub fn enabled() -> bool {
         1 => true,
         2 => false,
         _ => *FROM_ENV.get_or_init(|| {
-            !matches!(std::env::var("SD_KERNELS").as_deref(), Ok("off" | "0" | "false"))
+            !matches!(
+                std::env::var("SD_KERNELS").as_deref(),
+                Ok("off" | "0" | "false")
+            )
         }),
     }
 }
@@ -53,7 +56,10 @@ pub fn set_enabled(on: bool) {
 
 /// Whether `device` is the flex backend, with or without autodiff.
 pub fn is_flex(device: &Device) -> bool {
-    matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
 }
 
 /// Whether `conv` is a convolution these kernels compute.
@@ -62,7 +68,10 @@ fn is_3x3_same(conv: &Conv2d) -> bool {
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
-        && matches!(conv.padding, PaddingConfig2d::Explicit(1, 1, 1, 1) | PaddingConfig2d::Same)
+        && matches!(
+            conv.padding,
+            PaddingConfig2d::Explicit(1, 1, 1, 1) | PaddingConfig2d::Same
+        )
 }
 
 /// `conv.forward(x)`, through the hand-written kernels where they apply.
@@ -71,10 +80,7 @@ fn is_3x3_same(conv: &Conv2d) -> bool {
 ///
 /// `[batch, channels_in, h, w]` -> `[batch, channels_out, h', w']`
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let fast = enabled()
-        && is_3x3_same(conv)
-        && x.dtype() == DType::F32
-        && is_flex(&x.device());
+    let fast = enabled() && is_3x3_same(conv) && x.dtype() == DType::F32 && is_flex(&x.device());
     if !fast {
         return conv.forward(x);
     }
@@ -111,15 +117,24 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         bn.beta.val().into_dispatch(),
         bn.epsilon,
     );
-    let (mean, var) = (Tensor::<1>::from_dispatch(mean), Tensor::<1>::from_dispatch(var));
+    let (mean, var) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(var),
+    );
     let momentum = bn.momentum;
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);
     bn.running_mean.update(
-        running_mean.mul_scalar(1.0 - momentum).add(mean.detach().mul_scalar(momentum)).detach(),
+        running_mean
+            .mul_scalar(1.0 - momentum)
+            .add(mean.detach().mul_scalar(momentum))
+            .detach(),
     );
     bn.running_var.update(
-        running_var.mul_scalar(1.0 - momentum).add(var.detach().mul_scalar(momentum)).detach(),
+        running_var
+            .mul_scalar(1.0 - momentum)
+            .add(var.detach().mul_scalar(momentum))
+            .detach(),
     );
     Tensor::from_dispatch(out)
 }

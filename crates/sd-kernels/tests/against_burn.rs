@@ -12,7 +12,10 @@ fn layer(channels: [usize; 2], bias: bool, device: &Device) -> Conv2d {
         .init(device);
     if let Some(b) = &conv.bias {
         // Burn draws biases small; make them matter.
-        conv.bias = Some(Param::from_data(b.val().mul_scalar(10.0).into_data(), device));
+        conv.bias = Some(Param::from_data(
+            b.val().mul_scalar(10.0).into_data(),
+            device,
+        ));
     }
     conv
 }
@@ -43,7 +46,10 @@ fn forward_and_gradients_match_burn_on_flex_autodiff() {
         let stock = conv.forward(x_stock.clone());
         let grads_stock = (stock.clone() * probe).sum().backward();
 
-        assert!(relative_gap(fast, stock) < TOLERANCE, "forward, bias {bias}");
+        assert!(
+            relative_gap(fast, stock) < TOLERANCE,
+            "forward, bias {bias}"
+        );
         let gap = relative_gap(
             x_fast.grad(&grads_fast).expect("input gradient"),
             x_stock.grad(&grads_stock).expect("input gradient"),
@@ -117,25 +123,45 @@ fn batch_norm_matches_burn_in_training_and_updates_the_running_statistics() {
     let grads_stock = (stock.clone() * probe).sum().backward();
 
     assert!(relative_gap(fast, stock) < TOLERANCE, "output");
-    let pairs = [
-        (x_fast.grad(&grads_fast), x_stock.grad(&grads_stock), "input gradient"),
-    ];
+    let pairs = [(
+        x_fast.grad(&grads_fast),
+        x_stock.grad(&grads_stock),
+        "input gradient",
+    )];
     for (a, b, what) in pairs {
         let gap = relative_gap(a.expect(what), b.expect(what));
         assert!(gap < TOLERANCE, "{what}: {gap}");
     }
     for (a, b, what) in [
-        (fast_bn.gamma.grad(&grads_fast), stock_bn.gamma.grad(&grads_stock), "gamma gradient"),
-        (fast_bn.beta.grad(&grads_fast), stock_bn.beta.grad(&grads_stock), "beta gradient"),
+        (
+            fast_bn.gamma.grad(&grads_fast),
+            stock_bn.gamma.grad(&grads_stock),
+            "gamma gradient",
+        ),
+        (
+            fast_bn.beta.grad(&grads_fast),
+            stock_bn.beta.grad(&grads_stock),
+            "beta gradient",
+        ),
     ] {
         let gap = relative_gap(a.expect(what), b.expect(what));
         assert!(gap < TOLERANCE, "{what}: {gap}");
     }
-    let gap = relative_gap(fast_bn.running_mean.value_sync(), stock_bn.running_mean.value_sync());
+    let gap = relative_gap(
+        fast_bn.running_mean.value_sync(),
+        stock_bn.running_mean.value_sync(),
+    );
     assert!(gap < TOLERANCE, "running mean: {gap}");
-    let gap = relative_gap(fast_bn.running_var.value_sync(), stock_bn.running_var.value_sync());
+    let gap = relative_gap(
+        fast_bn.running_var.value_sync(),
+        stock_bn.running_var.value_sync(),
+    );
     assert!(gap < TOLERANCE, "running variance: {gap}");
     // The running mean moved from zero towards the batch mean (2.0) by the momentum.
-    let moved = fast_bn.running_mean.value_sync().mean().into_scalar::<f32>();
+    let moved = fast_bn
+        .running_mean
+        .value_sync()
+        .mean()
+        .into_scalar::<f32>();
     assert!((moved - 0.2).abs() < 0.05, "running mean {moved}");
 }

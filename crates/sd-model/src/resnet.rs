@@ -150,7 +150,10 @@ pub struct CifarResNet {
 impl CifarResNet {
     /// The stem: `relu(bn(conv3x3(images)))`, `[b, 3, h, w]` -> `[b, 16, h, w]`.
     pub fn stem(&self, images: Tensor<4>) -> Tensor<4> {
-        relu(sd_kernels::batch_norm(&self.bn1, sd_kernels::conv2d(&self.conv1, images)))
+        relu(sd_kernels::batch_norm(
+            &self.bn1,
+            sd_kernels::conv2d(&self.conv1, images),
+        ))
     }
 }
 
@@ -323,7 +326,10 @@ impl StochasticResNet for ImageNetResNet {
 
     fn run<'g>(&self, images: Tensor<4>, pass: &dyn Fn(usize) -> Pass<'g>) -> Tensor<2> {
         // Stem: [b, 3, h, w] -> [b, 64, h / 4, w / 4].
-        let x = relu(sd_kernels::batch_norm(&self.bn1, self.conv1.forward(images)));
+        let x = relu(sd_kernels::batch_norm(
+            &self.bn1,
+            self.conv1.forward(images),
+        ));
         let mut x = self.pool.forward(x);
 
         // Bottleneck stages: -> [b, 2048, h / 32, w / 32].

@@ -586,7 +586,10 @@ mod tests {
         std::fs::write(path.join("metrics.csv"), format!("{header}\n")).unwrap();
         std::fs::write(path.join("summary.json"), "{\"best_epoch\": 1}").unwrap();
         let err = Run::load(&path).unwrap_err().to_string();
-        assert!(err.contains("summary.json") && err.contains("not a run summary"), "{err}");
+        assert!(
+            err.contains("summary.json") && err.contains("not a run summary"),
+            "{err}"
+        );
 
         std::fs::write(path.join("config.json"), "{\"model\": {}}").unwrap();
         let err = Run::load(&path).unwrap_err().to_string();

@@ -67,14 +67,23 @@ fn gap<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
     let a = a.into_data().try_to_vec::<f32>().expect("f32");
     let b = b.into_data().try_to_vec::<f32>().expect("f32");
     assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(f64::MIN_POSITIVE);
-    let diff = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        .max(f64::MIN_POSITIVE);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
     diff / scale
 }
 
 fn check(what: &str, got: f64, tolerance: f64) {
     println!("{what}: relative gap {got:.2e} (tolerance {tolerance:.2e})");
-    assert!(got.is_finite() && got <= tolerance, "{what}: {got:.3e} > {tolerance:.3e}");
+    assert!(
+        got.is_finite() && got <= tolerance,
+        "{what}: {got:.3e} > {tolerance:.3e}"
+    );
 }
 
 /// A batch of 128 images and labels, the same on every device it is put on.
@@ -90,7 +99,10 @@ impl Batch {
         flex.seed(seed);
         let images = Tensor::<4>::random([size, 3, 32, 32], Distribution::Normal(0.0, 1.0), &flex);
         let targets: Vec<i64> = (0..size as i64).map(|i| (i * 7) % 10).collect();
-        Self { images: images.into_data(), targets: TensorData::new(targets, [size]) }
+        Self {
+            images: images.into_data(),
+            targets: TensorData::new(targets, [size]),
+        }
     }
 
     fn images(&self, device: &Device) -> Tensor<4> {
@@ -111,7 +123,11 @@ fn wgpu_agrees_with_flex() {
     let Some(wgpu) = wgpu_device() else { return };
     let flex = Device::flex();
     flex.seed(7);
-    let net = sd_model::resnet::initialize(CifarResNetConfig::new().with_depth(DEPTH).init(&flex.clone().autodiff()));
+    let net = sd_model::resnet::initialize(
+        CifarResNetConfig::new()
+            .with_depth(DEPTH)
+            .init(&flex.clone().autodiff()),
+    );
     let model = Classifier::new(net, 2016, DroppedBlockUpdate::DecayAndMomentum);
     let on_wgpu = model.clone().fork(&wgpu.clone().autodiff());
 
@@ -120,7 +136,11 @@ fn wgpu_agrees_with_flex() {
     let data = Batch::new(11);
     let eval_flex = model.valid().net.forward(data.images(&flex));
     let eval_wgpu = on_wgpu.valid().net.forward(data.images(&wgpu));
-    check("eval logits", gap(eval_wgpu, eval_flex), forward_tolerance());
+    check(
+        "eval logits",
+        gap(eval_wgpu, eval_flex),
+        forward_tolerance(),
+    );
     println!("({:.1} s)", start.elapsed().as_secs_f64());
 
     // A training step that drops the middle block and runs the other two: the
@@ -131,8 +151,10 @@ fn wgpu_agrees_with_flex() {
             matches!(g[..], [Gate::Open, Gate::Closed, Gate::Open])
         })
         .expect("a step with gates (open, closed, open) among the first 200");
-    let (step_flex, step_wgpu) =
-        (data.train(&flex.clone().autodiff(), step), data.train(&wgpu.clone().autodiff(), step));
+    let (step_flex, step_wgpu) = (
+        data.train(&flex.clone().autodiff(), step),
+        data.train(&wgpu.clone().autodiff(), step),
+    );
     let out_flex = model.step(step_flex);
     let out_wgpu = on_wgpu.step(step_wgpu);
     check(
@@ -146,7 +168,10 @@ fn wgpu_agrees_with_flex() {
         vec![
             ("stem conv weight", m.net.conv1.weight.clone()),
             ("block 1 conv1 weight", m.net.blocks[0].conv1.weight.clone()),
-            ("block 2 (dropped) conv1 weight", m.net.blocks[1].conv1.weight.clone()),
+            (
+                "block 2 (dropped) conv1 weight",
+                m.net.blocks[1].conv1.weight.clone(),
+            ),
             ("block 3 conv2 weight", m.net.blocks[2].conv2.weight.clone()),
         ]
     };
@@ -154,16 +179,34 @@ fn wgpu_agrees_with_flex() {
         let gf = out_flex.grads.get::<4>(pf.id).map(|g| g.to_device(&flex));
         let gw = out_wgpu.grads.get::<4>(pw.id).map(|g| g.to_device(&flex));
         match (gf, gw) {
-            (Some(gf), Some(gw)) => check(&format!("gradient of {name}"), gap(gw, gf), gradient_tolerance()),
+            (Some(gf), Some(gw)) => check(
+                &format!("gradient of {name}"),
+                gap(gw, gf),
+                gradient_tolerance(),
+            ),
             (None, None) if name.contains("dropped") => {
                 println!("gradient of {name}: none on either backend")
             }
-            (gf, gw) => panic!("{name}: flex has a gradient {}, wgpu {}", gf.is_some(), gw.is_some()),
+            (gf, gw) => panic!(
+                "{name}: flex has a gradient {}, wgpu {}",
+                gf.is_some(),
+                gw.is_some()
+            ),
         }
     }
-    let fc_flex = out_flex.grads.get::<2>(model.net.fc.weight.id).expect("fc gradient");
-    let fc_wgpu = out_wgpu.grads.get::<2>(on_wgpu.net.fc.weight.id).expect("fc gradient");
-    check("gradient of the classifier", gap(fc_wgpu.to_device(&flex), fc_flex), gradient_tolerance());
+    let fc_flex = out_flex
+        .grads
+        .get::<2>(model.net.fc.weight.id)
+        .expect("fc gradient");
+    let fc_wgpu = out_wgpu
+        .grads
+        .get::<2>(on_wgpu.net.fc.weight.id)
+        .expect("fc gradient");
+    check(
+        "gradient of the classifier",
+        gap(fc_wgpu.to_device(&flex), fc_flex),
+        gradient_tolerance(),
+    );
 
     println!("({:.1} s)", start.elapsed().as_secs_f64());
 
@@ -171,14 +214,28 @@ fn wgpu_agrees_with_flex() {
     let before = params(&model);
     let mut optim_flex = OptimizerConfig::new().sgd().init();
     let mut optim_wgpu = OptimizerConfig::new().sgd().init();
-    let after_flex = model.clone().optimize(&mut optim_flex, 0.1.into(), out_flex.grads);
-    let after_wgpu = on_wgpu.clone().optimize(&mut optim_wgpu, 0.1.into(), out_wgpu.grads);
-    for (((name, b), (_, af)), (_, aw)) in
-        before.iter().zip(params(&after_flex)).zip(params(&after_wgpu))
+    let after_flex = model
+        .clone()
+        .optimize(&mut optim_flex, 0.1.into(), out_flex.grads);
+    let after_wgpu = on_wgpu
+        .clone()
+        .optimize(&mut optim_wgpu, 0.1.into(), out_wgpu.grads);
+    for (((name, b), (_, af)), (_, aw)) in before
+        .iter()
+        .zip(params(&after_flex))
+        .zip(params(&after_wgpu))
     {
-        let (b, af, aw) = (b.val().inner(), af.val().inner(), aw.val().inner().to_device(&flex));
+        let (b, af, aw) = (
+            b.val().inner(),
+            af.val().inner(),
+            aw.val().inner().to_device(&flex),
+        );
         let moved = gap(aw.clone(), af.clone());
-        check(&format!("{name} after the step"), moved, gradient_tolerance());
+        check(
+            &format!("{name} after the step"),
+            moved,
+            gradient_tolerance(),
+        );
         check(
             &format!("update of {name}"),
             gap(aw - b.clone(), af - b),
