@@ -4,11 +4,7 @@
 use sd_train::Backend;
 
 pub fn run() -> anyhow::Result<()> {
-    #[allow(unused_mut)]
-    let mut backends = vec![Backend::Flex, Backend::Ndarray, Backend::Wgpu];
-    #[cfg(feature = "cuda")]
-    backends.push(Backend::Cuda);
-    for backend in backends {
+    for backend in [Backend::Flex, Backend::Ndarray, Backend::Wgpu] {
         let devices = backend.devices();
         println!("{backend}: {} device(s)", devices.len());
         for (i, device) in devices.iter().enumerate() {

@@ -19,17 +19,10 @@ pub enum Backend {
     Ndarray,
     /// GPUs through wgpu (Vulkan, Metal, DirectX or WebGPU).
     Wgpu,
-    /// NVIDIA GPUs through CUDA; only in builds with the `cuda` feature.
-    #[cfg(feature = "cuda")]
-    Cuda,
 }
 
 /// Names accepted by [`Backend::from_str`].
-#[cfg(not(feature = "cuda"))]
 pub const BACKEND_NAMES: &str = "flex, ndarray, wgpu";
-/// Names accepted by [`Backend::from_str`].
-#[cfg(feature = "cuda")]
-pub const BACKEND_NAMES: &str = "flex, ndarray, wgpu, cuda";
 
 impl FromStr for Backend {
     type Err = TrainError;
@@ -39,14 +32,14 @@ impl FromStr for Backend {
             "flex" => Ok(Self::Flex),
             "ndarray" => Ok(Self::Ndarray),
             "wgpu" => Ok(Self::Wgpu),
-            #[cfg(feature = "cuda")]
-            "cuda" => Ok(Self::Cuda),
-            #[cfg(not(feature = "cuda"))]
+            // Burn's CUDA backend downloads a prebuilt LLVM while it builds,
+            // which an offline build cannot do (README, GPUs); wgpu reaches
+            // NVIDIA GPUs through Vulkan.
             "cuda" => Err(TrainError::setting(
                 "--backend",
                 "cuda",
-                "one of flex, ndarray, wgpu: this build has no CUDA backend; rebuild with \
-                 `--features cuda` (see README, GPUs) or use --backend wgpu",
+                "one of flex, ndarray, wgpu: this build has no CUDA backend; \
+                 on an NVIDIA GPU use --backend wgpu (Vulkan)",
             )),
             other => Err(TrainError::setting(
                 "--backend",
@@ -63,8 +56,6 @@ impl fmt::Display for Backend {
             Self::Flex => "flex",
             Self::Ndarray => "ndarray",
             Self::Wgpu => "wgpu",
-            #[cfg(feature = "cuda")]
-            Self::Cuda => "cuda",
         })
     }
 }
@@ -75,8 +66,6 @@ impl Backend {
             Self::Flex => DeviceType::Flex,
             Self::Ndarray => DeviceType::NdArray,
             Self::Wgpu => DeviceType::Wgpu,
-            #[cfg(feature = "cuda")]
-            Self::Cuda => DeviceType::Cuda,
         }
     }
 
