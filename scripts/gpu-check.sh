@@ -45,7 +45,9 @@ echo "== bench: ResNet-$depth, batch 128, $backend device $device" | tee "$out/b
     | tee -a "$out/bench.txt"
 
 echo "== one epoch: ResNet-$epoch_depth on $data, $backend" | tee "$out/epoch.txt"
-run=$(mktemp -d)/run
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+run=$scratch/run
 start=$(date +%s)
 "$bin" train --backend "$backend" --device "$device" --dataset folder --data "$data" \
     --depth "$epoch_depth" --epochs 1 --batch-size 128 --val-size 100 --out "$run" --plain 2>&1 \

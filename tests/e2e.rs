@@ -639,3 +639,24 @@ fn plot_names_what_is_wrong_with_its_input() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn resuming_with_fewer_epochs_than_the_fixed_milestones_says_why() {
+    let dir = workdir("fewer-epochs");
+    let data = sample();
+    let data = data.to_str().unwrap();
+    // Three epochs, the learning rate dropped after epoch 2.
+    ok(xtask(&dir, &train_args(data, "run", "3")));
+    let err = fails(xtask(
+        &dir,
+        &[
+            "train", "--out", "run", "--resume", "--epochs", "1", "--plain",
+        ],
+    ));
+    assert!(
+        err.contains("milestones [2]") && err.contains("fixed when the run was created"),
+        "{err}"
+    );
+    assert!(err.contains("--epochs 2 or more"), "{err}");
+    fs::remove_dir_all(dir).unwrap();
+}

@@ -45,9 +45,10 @@ pub struct BenchArgs {
     /// Warm-up rounds.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// The project's own 3x3 convolution kernels on flex: on or off (Burn's).
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-    kernels: String,
+    /// The project's own flex kernels (3x3 convolution, batch norm): on, or off
+    /// for Burn's. Default: on, unless SD_KERNELS=off is set.
+    #[arg(long, value_parser = ["on", "off"])]
+    kernels: Option<String>,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -151,7 +152,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--batch-size must be at least 1, got 0"
     );
     let backend: Backend = args.backend.parse()?;
-    sd_kernels::set_enabled(args.kernels == "on");
+    if let Some(kernels) = &args.kernels {
+        sd_kernels::set_enabled(kernels == "on");
+    }
     let plain = backend.device(args.device)?;
     let device = plain.clone().autodiff();
     let config = CifarResNetConfig::new().with_depth(args.depth);
@@ -196,7 +199,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
          medians of {} interleaved rounds after {} warm-up",
         args.depth,
         args.batch_size,
-        args.kernels,
+        match (backend, sd_kernels::enabled()) {
+            (Backend::Flex, true) => "on",
+            (Backend::Flex, false) => "off",
+            _ => "n/a (flex only)",
+        },
         rayon_threads(),
         args.steps,
         args.warmup

@@ -321,6 +321,16 @@ fn resume_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
         );
     }
     if let Some(epochs) = args.epochs {
+        let milestones = config.schedule.milestones_for(config.epochs);
+        if let Some(last) = milestones.iter().copied().filter(|&m| m > epochs).max() {
+            bail!(
+                "--epochs {epochs} ends before the learning-rate milestones {milestones:?}, which \
+                 were fixed when the run was created in {} (for {} epochs); resume with \
+                 --epochs {last} or more",
+                args.out.display(),
+                config.epochs
+            );
+        }
         config.epochs = epochs;
     }
     if let Some(data) = &args.data {

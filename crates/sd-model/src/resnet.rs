@@ -31,7 +31,7 @@ use crate::survival::{SurvivalError, SurvivalRule};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {
     /// A CIFAR ResNet depth that is not `6n + 2` with `n >= 1`.
-    #[error("depth {0} is not of the form 6n+2 (20, 32, 44, 56, 110, 1202, ...)")]
+    #[error("depth {0} is not of the form 6n+2 (8, 14, 20, 32, 44, 56, 110, 1202, ...)")]
     Depth(usize),
     /// No classes to predict.
     #[error("the classifier needs at least one class, got {0}")]

@@ -28,7 +28,7 @@ impl FromStr for Backend {
     type Err = TrainError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "flex" => Ok(Self::Flex),
             "ndarray" => Ok(Self::Ndarray),
             "wgpu" => Ok(Self::Wgpu),
@@ -41,9 +41,9 @@ impl FromStr for Backend {
                 "one of flex, ndarray, wgpu: this build has no CUDA backend; \
                  on an NVIDIA GPU use --backend wgpu (Vulkan)",
             )),
-            other => Err(TrainError::setting(
+            _ => Err(TrainError::setting(
                 "--backend",
-                other,
+                s,
                 &format!("one of {BACKEND_NAMES}"),
             )),
         }
