@@ -53,6 +53,14 @@ static ALLOCATOR: memory::Counting = memory::Counting;
 
 fn main() {
     memory::keep_freed_memory();
+    // Die quietly when a reader such as `head` closes our standard output,
+    // as command-line tools do, instead of panicking on the failed print.
+    // (Sockets are unaffected: Rust writes to them with MSG_NOSIGNAL.)
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),

@@ -595,8 +595,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     );
     if !failed.is_empty() {
         bail!(
-            "{} cell(s) failed ({}); their logs are in {}; run the same command again to \
-             retry them",
+            "{} cell(s) failed ({}); their logs (or the messages above) say why; once that \
+             is mended, the same command retries them and skips the finished cells. Logs: {}",
             failed.len(),
             failed.join(", "),
             dir.join("logs").display()

@@ -15,14 +15,16 @@ pub enum ReportError {
         problem: String,
     },
     /// The operating system refused to read or write a file.
-    #[error("cannot {action} {path}: {source}", path = .path.display())]
+    // Not a `source`: the message already carries the reason, and an error
+    // chain would print it twice.
+    #[error("cannot {action} {path}: {reason}", path = .path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// What was attempted: "read", "write", "create".
         action: &'static str,
         /// The operating system's reason.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The plotting library failed to draw or save a figure.
     #[error("cannot draw {path}: {problem}", path = .path.display())]
@@ -52,11 +54,11 @@ impl ReportError {
     }
 
     /// An [`Io`](Self::Io) error about `path`.
-    pub fn io(path: &Path, action: &'static str, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, action: &'static str, reason: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
             action,
-            source,
+            reason,
         }
     }
 

@@ -211,6 +211,7 @@ fn sweep_sections(
     let flags: Vec<String> = m
         .train_flags
         .iter()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("--{k} {v}"))
         .collect();
     let _ = writeln!(

@@ -371,9 +371,13 @@ impl Run {
     /// Reads the run folder at `path`.
     pub fn load(path: &Path) -> Result<Self, ReportError> {
         if !path.is_dir() {
+            let found = match path.exists() {
+                true => "a file, not a folder",
+                false => "no such folder",
+            };
             return Err(ReportError::input(
                 path,
-                "no such folder (expected a run folder written by `cargo xtask train --out`)",
+                &format!("{found} (expected a run folder written by `cargo xtask train --out`)"),
             ));
         }
         let config = path.join("config.json");
@@ -548,6 +552,9 @@ mod tests {
             err.contains("nowhere") && err.contains("no such folder"),
             "{err}"
         );
+        std::fs::write(dir.join("a-file"), "not a run").unwrap();
+        let err = Run::load(&dir.join("a-file")).unwrap_err().to_string();
+        assert!(err.contains("a-file: a file, not a folder"), "{err}");
 
         let path = RunSpec::new(8, "linear", 0.5)
             .errors(&[50.0])
