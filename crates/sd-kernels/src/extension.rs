@@ -274,3 +274,40 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
         )
     }
 }
+
+/// Batch normalisation with given statistics (evaluation), in one pass.
+#[backend_extension(Flex)]
+pub trait BatchNormEvalBackend: Backend {
+    /// `x`: `[batch, channels, h, w]`; the rest `[channels]`.
+    fn batch_norm_eval(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+impl BatchNormEvalBackend for Flex {
+    fn batch_norm_eval(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        var: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let s = norm_shape(&x);
+        let out = batch_norm::forward_with(
+            &elements(&x),
+            &elements(&gamma),
+            &elements(&beta),
+            &elements(&mean),
+            &elements(&var),
+            epsilon,
+            &s,
+        );
+        tensor(out, x.layout().shape().clone())
+    }
+}

@@ -28,7 +28,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 
-pub use extension::{BatchNormBackend, Conv3x3Backend};
+pub use extension::{BatchNormBackend, BatchNormEvalBackend, Conv3x3Backend};
 
 /// 0: not decided yet, 1: on, 2: off.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
@@ -96,19 +96,29 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(out)
 }
 
-/// `bn.forward(x)`, through the hand-written kernels when it trains on flex.
+/// `bn.forward(x)`, through the hand-written kernels on flex.
 ///
 /// Training mode (an autodiff device and the layer's training flag on) uses
 /// the batch's statistics and updates the running ones exactly as Burn's
-/// module does; evaluation uses Burn's module.
+/// module does; evaluation on a plain flex device normalises with the running
+/// statistics in one pass. Anything else is Burn's module.
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    let fast = enabled()
-        && x.dtype() == DType::F32
-        && device.is_autodiff()
-        && bn.training.is_enabled()
-        && is_flex(&device);
-    if !fast {
+    if !(enabled() && x.dtype() == DType::F32 && is_flex(&device)) {
+        return bn.forward(x);
+    }
+    if !device.is_autodiff() {
+        let out = <Dispatch as BatchNormEvalBackend>::batch_norm_eval(
+            x.into_dispatch(),
+            bn.gamma.val().into_dispatch(),
+            bn.beta.val().into_dispatch(),
+            bn.running_mean.value().to_device(&device).into_dispatch(),
+            bn.running_var.value().to_device(&device).into_dispatch(),
+            bn.epsilon,
+        );
+        return Tensor::from_dispatch(out);
+    }
+    if !bn.training.is_enabled() {
         return bn.forward(x);
     }
     let (out, mean, var) = <Dispatch as BatchNormBackend>::batch_norm_train(

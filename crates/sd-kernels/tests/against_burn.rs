@@ -165,3 +165,18 @@ fn batch_norm_matches_burn_in_training_and_updates_the_running_statistics() {
         .into_scalar::<f32>();
     assert!((moved - 0.2).abs() < 0.05, "running mean {moved}");
 }
+
+#[test]
+fn batch_norm_matches_burn_in_evaluation() {
+    use burn::module::RunningState;
+    use burn::nn::BatchNormConfig;
+    let device = Device::flex();
+    let mut bn = BatchNormConfig::new(4).init(&device);
+    bn.gamma = Param::from_tensor(Tensor::from_floats([1.0, 2.0, 0.5, -1.0], &device));
+    bn.beta = Param::from_tensor(Tensor::from_floats([0.0, 1.0, -2.0, 0.5], &device));
+    bn.running_mean = RunningState::new(Tensor::from_floats([0.5, -1.0, 2.0, 0.0], &device));
+    bn.running_var = RunningState::new(Tensor::from_floats([1.0, 4.0, 0.25, 2.0], &device));
+    let x = Tensor::<4>::random([3, 4, 5, 6], Distribution::Normal(1.0, 2.0), &device);
+    let gap = relative_gap(sd_kernels::batch_norm(&bn, x.clone()), bn.forward(x));
+    assert!(gap < TOLERANCE, "{gap}");
+}
