@@ -1,13 +1,13 @@
 //! Hand-written CPU kernels for Burn's `flex` backend.
 //!
 //! Burn lets a crate add operations to a backend without forking it (its
-//! backend-extension API). This crate adds two, the bulk of a CIFAR ResNet's
-//! training step, with their gradients:
+//! backend-extension API). This crate adds the bulk of a CIFAR ResNet's
+//! step, with hand-written gradients where training needs them:
 //!
 //! - the 3x3, stride-1, padding-1 convolution, as per-image im2col and one
 //!   gemm each ([`conv`]);
 //! - batch normalisation with the batch's statistics, in four passes over
-//!   memory ([`batch_norm`]).
+//!   memory, and with given statistics for evaluation, in one ([`batch_norm`]).
 //!
 //! [`conv2d`] and [`batch_norm`](fn@batch_norm) are the entry points for models: they run a
 //! Burn [`Conv2d`] or [`BatchNorm`] through these kernels when the tensor lives
