@@ -521,3 +521,54 @@ fn resuming_with_fewer_epochs_than_the_fixed_milestones_says_why() {
     assert!(err.contains("--epochs 2 or more"), "{err}");
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// The bench's report, on a tiny network: every figure present and sane. (Its
+/// timings are figures to read, not to assert.)
+#[test]
+fn bench_reports_every_configuration() {
+    let dir = workdir("bench");
+    let text = ok(xtask(
+        &dir,
+        &[
+            "bench",
+            "--depth",
+            "8",
+            "--batch-size",
+            "16",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    ));
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?}:\n{text}"))
+            .to_string()
+    };
+    assert!(line("ResNet-8 (3 blocks), batch 16, flex backend").contains("kernels on"));
+    assert!(
+        line("all gates open:").contains(" 3.0 blocks run"),
+        "{text}"
+    );
+    assert!(
+        line("all gates closed:").contains(" 0.0 blocks run"),
+        "{text}"
+    );
+    for stage in 1..=3 {
+        assert!(line(&format!("stage {stage}:")).contains("of 1 blocks expected to run"));
+    }
+    assert!(line("paper's schedule:  measured mean").contains("predicted from the block costs"));
+    assert!(line("stochastic/constant:").contains("expected depth 2.00 of 3 blocks"));
+    let inference = line("inference:");
+    let per_second: f64 = inference
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(per_second > 0.0 && per_second.is_finite(), "{inference}");
+    assert!(inference.contains("peak heap"));
+    fs::remove_dir_all(dir).unwrap();
+}
