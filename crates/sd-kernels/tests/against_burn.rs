@@ -26,6 +26,14 @@ fn relative_gap<const D: usize>(got: Tensor<D>, want: Tensor<D>) -> f32 {
     (got - want).abs().max().into_scalar::<f32>() / scale
 }
 
+/// Asserts that `got` is within [`TOLERANCE`] of `want`, relative to `want`'s scale.
+fn assert_close<const D: usize>(got: Option<Tensor<D>>, want: Option<Tensor<D>>, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("{what}: missing on the fast path"));
+    let want = want.unwrap_or_else(|| panic!("{what}: missing on Burn's path"));
+    let gap = relative_gap(got, want);
+    assert!(gap < TOLERANCE, "{what}: relative gap {gap}");
+}
+
 /// f32 sums of up to 16 * 9 * 128 terms in another order: a few ulps of the
 /// result's scale each, far below 1e-4.
 const TOLERANCE: f32 = 1e-4;
@@ -46,26 +54,19 @@ fn forward_and_gradients_match_burn_on_flex_autodiff() {
         let stock = conv.forward(x_stock.clone());
         let grads_stock = (stock.clone() * probe).sum().backward();
 
-        assert!(
-            relative_gap(fast, stock) < TOLERANCE,
-            "forward, bias {bias}"
+        assert_close(Some(fast), Some(stock), &format!("forward, bias {bias}"));
+        assert_close(
+            x_fast.grad(&grads_fast),
+            x_stock.grad(&grads_stock),
+            &format!("input gradient, bias {bias}"),
         );
-        let gap = relative_gap(
-            x_fast.grad(&grads_fast).expect("input gradient"),
-            x_stock.grad(&grads_stock).expect("input gradient"),
+        assert_close(
+            conv.weight.grad(&grads_fast),
+            conv.weight.grad(&grads_stock),
+            &format!("weight gradient, bias {bias}"),
         );
-        assert!(gap < TOLERANCE, "input gradient, bias {bias}: {gap}");
-        let gap = relative_gap(
-            conv.weight.grad(&grads_fast).expect("weight gradient"),
-            conv.weight.grad(&grads_stock).expect("weight gradient"),
-        );
-        assert!(gap < TOLERANCE, "weight gradient, bias {bias}: {gap}");
         if let Some(b) = &conv.bias {
-            let gap = relative_gap(
-                b.grad(&grads_fast).expect("bias gradient"),
-                b.grad(&grads_stock).expect("bias gradient"),
-            );
-            assert!(gap < TOLERANCE, "bias gradient: {gap}");
+            assert_close(b.grad(&grads_fast), b.grad(&grads_stock), "bias gradient");
         }
     }
 }
@@ -75,8 +76,11 @@ fn forward_matches_burn_on_plain_flex() {
     let device = Device::flex();
     let conv = layer([3, 16], true, &device);
     let x = Tensor::<4>::random([5, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-    let gap = relative_gap(sd_kernels::conv2d(&conv, x.clone()), conv.forward(x));
-    assert!(gap < TOLERANCE, "{gap}");
+    assert_close(
+        Some(sd_kernels::conv2d(&conv, x.clone())),
+        Some(conv.forward(x)),
+        "forward",
+    );
 }
 
 #[test]
@@ -122,41 +126,27 @@ fn batch_norm_matches_burn_in_training_and_updates_the_running_statistics() {
     let stock = stock_bn.forward(x_stock.clone());
     let grads_stock = (stock.clone() * probe).sum().backward();
 
-    assert!(relative_gap(fast, stock) < TOLERANCE, "output");
-    let pairs = [(
+    assert_close(Some(fast), Some(stock), "output");
+    assert_close(
         x_fast.grad(&grads_fast),
         x_stock.grad(&grads_stock),
         "input gradient",
-    )];
-    for (a, b, what) in pairs {
-        let gap = relative_gap(a.expect(what), b.expect(what));
-        assert!(gap < TOLERANCE, "{what}: {gap}");
-    }
-    for (a, b, what) in [
-        (
-            fast_bn.gamma.grad(&grads_fast),
-            stock_bn.gamma.grad(&grads_stock),
-            "gamma gradient",
-        ),
-        (
-            fast_bn.beta.grad(&grads_fast),
-            stock_bn.beta.grad(&grads_stock),
-            "beta gradient",
-        ),
-    ] {
-        let gap = relative_gap(a.expect(what), b.expect(what));
-        assert!(gap < TOLERANCE, "{what}: {gap}");
-    }
-    let gap = relative_gap(
-        fast_bn.running_mean.value_sync(),
-        stock_bn.running_mean.value_sync(),
     );
-    assert!(gap < TOLERANCE, "running mean: {gap}");
-    let gap = relative_gap(
-        fast_bn.running_var.value_sync(),
-        stock_bn.running_var.value_sync(),
+    assert_close(
+        fast_bn.gamma.grad(&grads_fast),
+        stock_bn.gamma.grad(&grads_stock),
+        "gamma gradient",
     );
-    assert!(gap < TOLERANCE, "running variance: {gap}");
+    assert_close(
+        fast_bn.beta.grad(&grads_fast),
+        stock_bn.beta.grad(&grads_stock),
+        "beta gradient",
+    );
+    let running =
+        |bn: &burn::nn::BatchNorm| (bn.running_mean.value_sync(), bn.running_var.value_sync());
+    let ((mean_fast, var_fast), (mean_stock, var_stock)) = (running(&fast_bn), running(&stock_bn));
+    assert_close(Some(mean_fast), Some(mean_stock), "running mean");
+    assert_close(Some(var_fast), Some(var_stock), "running variance");
     // The running mean moved from zero towards the batch mean (2.0) by the momentum.
     let moved = fast_bn
         .running_mean
@@ -177,6 +167,9 @@ fn batch_norm_matches_burn_in_evaluation() {
     bn.running_mean = RunningState::new(Tensor::from_floats([0.5, -1.0, 2.0, 0.0], &device));
     bn.running_var = RunningState::new(Tensor::from_floats([1.0, 4.0, 0.25, 2.0], &device));
     let x = Tensor::<4>::random([3, 4, 5, 6], Distribution::Normal(1.0, 2.0), &device);
-    let gap = relative_gap(sd_kernels::batch_norm(&bn, x.clone()), bn.forward(x));
-    assert!(gap < TOLERANCE, "{gap}");
+    assert_close(
+        Some(sd_kernels::batch_norm(&bn, x.clone())),
+        Some(bn.forward(x)),
+        "output",
+    );
 }
